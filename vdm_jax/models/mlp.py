@@ -30,7 +30,8 @@ class ScoreMLP(nn.Module):
   zero_init_output: bool = True
 
   @nn.compact
-  def __call__(self, x, t_in, y=None):
+  def __call__(self, x, t_in, y=None, train: bool = False):
+    del train  # No dropout; accepted so the MLP is a drop-in for the UNet.
     _checks.check_rank(x, 2, "ScoreMLP input x [B, D]")
     _checks.check_floating(x, "x")
     t_in = jnp.broadcast_to(jnp.asarray(t_in, jnp.float32), x.shape[:1])

@@ -1,0 +1,204 @@
+"""Closed-form checks of the VLB (maths sheet vdm_and_sde.md, tests T1-T4 and T6)."""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests import gaussian_oracle as oracle
+from vdm_jax import losses
+from vdm_jax import schedules
+
+N = 1_000_000  # Monte-Carlo samples (1-D data, so this is cheap).
+
+
+def _mc_diffusion(gamma_fn, num_steps=0, seed=0, n=N):
+  rng_x, rng_l = jax.random.split(jax.random.key(seed))
+  x = oracle.MU + oracle.S * jax.random.normal(rng_x, (n, 1))
+  loss = jax.jit(functools.partial(
+      losses.diffusion_loss, gamma_fn=gamma_fn, eps_fn=oracle.optimal_eps,
+      num_steps=num_steps))(rng_l, x)
+  loss = np.asarray(loss, np.float64)
+  return loss.mean(), loss.std() / math.sqrt(n), x, loss
+
+
+def _learned_gamma_fn(gamma_min, gamma_max, seed=1):
+  module = schedules.MonotoneNetSchedule(gamma_min=gamma_min, gamma_max=gamma_max,
+                                         n_features=32)
+  return schedules.bind(module, schedules.init_schedule(module, jax.random.key(seed)))
+
+
+def test_gaussian_data_vlb_matches_exact_neg_log_likelihood():
+  """T3: with the optimal denoiser and exact Gaussian decoder, E[-VLB] = H(x) + KL_prior."""
+  g0, g1 = -13.3, 5.0
+  gamma_fn = lambda t: schedules.linear_gamma(t, gamma_min=g0, gamma_max=g1)
+  diff, diff_se, x, diff_per = _mc_diffusion(gamma_fn)
+  prior = np.asarray(losses.prior_kl(x, jnp.float32(g1)), np.float64)
+  # Exact Gaussian reconstruction: -log q(x | z_0) with q(x|z_0) = N(x_hat*(z_0), s^2 / w_0).
+  eps0 = jax.random.normal(jax.random.key(7), x.shape)
+  a0, s0 = schedules.alpha(g0), schedules.sigma(g0)
+  z0 = a0 * x + s0 * eps0
+  w0 = 1 + oracle.S ** 2 * math.exp(-g0)
+  post_mean = oracle.MU + a0 * oracle.S ** 2 * (z0 - a0 * oracle.MU) / (a0 ** 2 * oracle.S ** 2 + s0 ** 2)
+  post_var = oracle.S ** 2 / w0
+  recon = np.asarray(0.5 * jnp.log(2 * jnp.pi * post_var) + 0.5 * (x - post_mean) ** 2 / post_var)[:, 0]
+  total = diff_per + prior + recon
+  se = total.std() / math.sqrt(len(total))
+  expected = oracle.expected_neg_vlb(g1)
+  assert abs(expected - 0.726099) < 1e-5  # the sheet's worked example
+  assert abs(total.mean() - expected) < 4 * se, (total.mean(), expected, se)
+  assert se < 0.02
+  # The exact -log p(x) of N(mu, s^2), averaged: the bound is tight up to the prior KL.
+  neg_log_p = 0.5 * math.log(2 * math.pi * oracle.S ** 2) + 0.5 * np.mean((np.asarray(x) - oracle.MU) ** 2) / oracle.S ** 2
+  assert abs(total.mean() - neg_log_p) < 4 * se + 0.01
+  np.testing.assert_allclose(diff, oracle.continuous_diffusion_loss(g0, g1), atol=4 * diff_se)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "learned"])
+def test_continuous_loss_is_invariant_to_schedule_shape(kind):
+  """T2: with fixed endpoints, E L_inf = 1/2 ln(w_0/w_1) = 5.956015 for any shape."""
+  g0, g1 = -13.3, 5.0
+  gamma_fn = {
+      "linear": lambda t: schedules.linear_gamma(t, gamma_min=g0, gamma_max=g1),
+      "cosine": lambda t: schedules.cosine_gamma(t, gamma_min=g0, gamma_max=g1),
+      "learned": _learned_gamma_fn(g0, g1),
+  }[kind]
+  mean, se, _, _ = _mc_diffusion(gamma_fn, seed=3)
+  expected = oracle.continuous_diffusion_loss(g0, g1)
+  assert abs(expected - 5.956015) < 1e-5
+  assert se < 0.1
+  assert abs(mean - expected) < 4 * se, (kind, mean, expected, se)
+
+
+def test_continuous_loss_changes_when_endpoints_change():
+  gamma_fn = lambda t: schedules.cosine_gamma(t, gamma_min=-8.0, gamma_max=5.0)
+  mean, se, _, _ = _mc_diffusion(gamma_fn, seed=4)
+  expected = oracle.continuous_diffusion_loss(-8.0, 5.0)
+  assert abs(expected - 5.956015) > 2.0
+  assert abs(mean - expected) < 4 * se
+  assert abs(mean - 5.956015) > 20 * se
+
+
+def test_snr_form_equals_eps_form():
+  k1, k2, k3 = jax.random.split(jax.random.key(5), 3)
+  x = jax.random.normal(k1, (6, 5))
+  eps = jax.random.normal(k2, (6, 5))
+  t = jax.random.uniform(k3, (6,))
+  gamma_fn = lambda t: schedules.cosine_gamma(t, gamma_min=-6.0, gamma_max=5.0)
+  g, dg = schedules.gamma_and_derivative(gamma_fn, t)
+  z = schedules.alpha(g)[:, None] * x + schedules.sigma(g)[:, None] * eps
+  eps_hat = 0.5 * eps + 0.1  # any imperfect prediction
+  x_hat = (z - schedules.sigma(g)[:, None] * eps_hat) / schedules.alpha(g)[:, None]
+  _, dsnr = jax.jvp(lambda t: schedules.snr(gamma_fn(t)), (t,), (jnp.ones_like(t),))
+  np.testing.assert_allclose(
+      losses.diffusion_loss_continuous(eps, eps_hat, dg),
+      losses.diffusion_loss_continuous_snr(x, x_hat, dsnr), rtol=1e-4)
+
+
+@pytest.mark.parametrize("num_steps,expected", [(10, 15.72756), (100, 6.485690), (1000, 6.006237)])
+def test_discrete_loss_matches_closed_form_and_converges(num_steps, expected):
+  """T4: E L_T with the optimal denoiser, decreasing to L_inf = 5.956 as T grows."""
+  gamma_fn = lambda t: schedules.linear_gamma(t, gamma_min=-13.3, gamma_max=5.0)
+  grid = np.asarray(schedules.linear_gamma(np.linspace(0, 1, num_steps + 1)))
+  assert abs(oracle.discrete_diffusion_loss(grid) - expected) < 1e-4
+  mean, se, _, _ = _mc_diffusion(gamma_fn, num_steps=num_steps, seed=6)
+  assert abs(mean - expected) < 4 * se + 1e-3, (mean, expected, se)
+  assert expected >= oracle.continuous_diffusion_loss(-13.3, 5.0)
+
+
+def _gaussian_quantiles(n):
+  """Stratified N(0, 1) draws: the recon loss is heavy-tailed, so plain MC is noisy."""
+  from scipy.stats import norm  # pylint: disable=g-import-not-at-top
+  return jnp.asarray(norm.ppf((np.arange(n) + 0.5) / n), jnp.float32)[None]
+
+
+def test_point_mass_bpd_matches_hand_computation():
+  """T6: every value equal to k, optimal denoiser x_hat = c_k: diffusion loss 0."""
+  vocab, k, d = 256, 128, 65536
+  x = jnp.full((1, d), k, jnp.int32)
+  c_k = float(losses.bin_centres(vocab)[k])
+
+  def eps_fn(z, gamma):
+    g = gamma[:, None]
+    return (z - schedules.alpha(g) * c_k) / schedules.sigma(g)
+
+  gamma_fn = lambda t: schedules.linear_gamma(t, gamma_min=-13.3, gamma_max=5.0)
+  terms = losses.vlb_terms(jax.random.key(0), x, gamma_fn=gamma_fn, eps_fn=eps_fn,
+                           vocab_size=vocab)
+  assert abs(float(terms.diffusion[0])) < 1e-3
+  np.testing.assert_allclose(terms.prior[0] / d, 1.13e-5, rtol=0.02)
+  np.testing.assert_allclose(terms.recon[0] / d, 0.0072456, rtol=0.3)  # plain MC
+  eps0 = _gaussian_quantiles(d)
+  recon = losses.reconstruction_loss(x, eps0, -13.3, vocab)
+  np.testing.assert_allclose(recon[0] / d, 0.0072456, rtol=0.01)
+  bpd = losses.nats_to_bpd(terms.prior + recon, d)
+  np.testing.assert_allclose(bpd[0], (1.13e-5 + 0.0072456) / math.log(2), rtol=0.01)
+  # Edge value: half the interior reconstruction cost (one neighbour instead of two).
+  edge = losses.reconstruction_loss(jnp.zeros((1, d), jnp.int32), eps0, -13.3, vocab)
+  np.testing.assert_allclose(edge[0] / d, 0.0036228, rtol=0.01)
+
+
+def test_bpd_of_uniform_decoder_is_log2_vocab():
+  """gamma_0 -> +inf makes p(x|z_0) uniform: recon = D log V nats = log2 V bits/dim."""
+  x = jnp.arange(17, dtype=jnp.int32)[None]
+  recon = losses.reconstruction_loss(x, jnp.zeros((1, 17)), 30.0, 17)
+  np.testing.assert_allclose(losses.nats_to_bpd(recon, 17), math.log2(17), rtol=1e-5)
+
+
+def test_reconstruction_loss_vanishes_as_gamma0_to_minus_inf():
+  x = jnp.arange(256, dtype=jnp.int32)[None]
+  eps = jax.random.normal(jax.random.key(2), (1, 256))
+  values = [float(losses.reconstruction_loss(x, eps, g0, 256)[0]) for g0 in (-8.0, -13.3, -20.0)]
+  assert values[0] > values[1] > values[2] >= 0
+  assert values[2] < 1e-6
+
+
+def test_sample_times_antithetic_grid_and_discrete_clamp():
+  t = losses.sample_times(jax.random.key(0), 49)
+  assert t.shape == (49,)  # arange(0, 1, 1/49) would give 50.
+  np.testing.assert_allclose(np.sort(np.diff(np.sort(np.asarray(t)))), 1 / 49, atol=1e-6)
+  td = losses.sample_times(jax.random.key(0), 64, num_steps=10)
+  assert float(td.min()) >= 0.1 - 1e-7 and float(td.max()) <= 1.0
+  np.testing.assert_allclose(np.asarray(td) * 10, np.round(np.asarray(td) * 10), atol=1e-5)
+
+
+def test_denoising_loss_weightings_match_their_spaces():
+  k1, k2 = jax.random.split(jax.random.key(8))
+  x = jax.random.normal(k1, (4, 6))
+  eps = jax.random.normal(k2, (4, 6))
+  gamma = jnp.array([-3.0, -1.0, 0.5, 2.0])
+  a, s = schedules.alpha(gamma)[:, None], schedules.sigma(gamma)[:, None]
+  z = a * x + s * eps
+  x_hat = 0.8 * x
+  eps_hat = (z - a * x_hat) / s
+  np.testing.assert_allclose(
+      losses.denoising_loss(x_hat, x=x, eps=eps, gamma=gamma, parameterization="x0",
+                            weighting="x0"),
+      jnp.sum((x - x_hat) ** 2, -1), rtol=1e-4)
+  v, v_hat = a * eps - s * x, a * eps_hat - s * x_hat
+  np.testing.assert_allclose(
+      losses.denoising_loss(v_hat, x=x, eps=eps, gamma=gamma, parameterization="v",
+                            weighting="v"),
+      jnp.sum((v - v_hat) ** 2, -1), rtol=1e-4)
+  score = -eps_hat / s
+  np.testing.assert_allclose(
+      losses.denoising_score_matching(score, eps, s[:, 0], weighting="none"),
+      jnp.sum((score + eps / s) ** 2, -1), rtol=1e-4)
+
+
+def test_bad_inputs_raise_clear_errors():
+  gamma_fn = lambda t: schedules.linear_gamma(t)
+  with pytest.raises(TypeError, match="integer data"):
+    losses.vlb_terms(jax.random.key(0), jnp.ones((2, 3)), gamma_fn=gamma_fn,
+                     eps_fn=lambda z, g: z, vocab_size=4)
+  with pytest.raises(ValueError, match="same shape"):
+    losses.diffusion_loss(jax.random.key(0), jnp.ones((2, 3)), gamma_fn=gamma_fn,
+                          eps_fn=lambda z, g: z[:, :2])
+  with pytest.raises(ValueError, match="must lie in"):
+    losses.check_discrete_range(jnp.array([0, 17]), 17)
+  with pytest.raises(ValueError, match="weighting"):
+    losses.denoising_loss(jnp.ones((1, 2)), x=jnp.ones((1, 2)), eps=jnp.ones((1, 2)),
+                          gamma=0.0, weighting="bogus")
