@@ -1,0 +1,193 @@
+"""Tests for vdm_jax/geometry/intrinsic_dim.py and manifolds.py (closed-form scores)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.special
+
+from vdm_jax.geometry import intrinsic_dim as idm
+from vdm_jax.geometry import manifolds
+
+SIGMA = 0.01
+
+
+def _subspace_score(m, sigma=SIGMA):
+  return lambda z, t: manifolds.gaussian_subspace_score(z, sigma, **m.params)
+
+
+def _sphere_score(m, sigma=SIGMA):
+  return lambda z, t: manifolds.sphere_score(
+      z, sigma, embedding=m.params["embedding"], radius=m.params["radius"])
+
+
+@pytest.mark.parametrize("k,d", [(4, 20), (1, 8), (7, 12)])
+def test_thin_gaussian_subspace_gives_exactly_k(k, d):
+  variances = jnp.linspace(3.0, 0.5, k)
+  m = manifolds.linear_subspace(k, d, variances=variances, noise=1e-3, seed=k)
+  x = m.sample(jax.random.key(0), 4)
+  est = idm.estimate_intrinsic_dim(_subspace_score(m), x, jax.random.key(1),
+                                   t=0.0, sigma=SIGMA)
+  np.testing.assert_array_equal(est.per_point, k)
+  assert int(est.dimension) == k
+  np.testing.assert_array_equal(est.normal_dim, d - k)
+  # Theory (sheet A.9): normal values ~ sigma / (tau^2 + sigma^2), tangential
+  # ~ sigma / (lambda + ...), so the gap ratio is of order lambda / sigma^2.
+  assert float(jnp.min(est.gap_ratio)) > 100.0
+
+
+@pytest.mark.parametrize("nu2", [0, 1, 2, 9])
+def test_bessel_ratio_matches_scipy(nu2):
+  u = np.array([20.0, 300.0, 1e4])
+  want = scipy.special.ive(nu2 / 2 + 1, u) / scipy.special.ive(nu2 / 2, u)
+  got = jax.jit(lambda u: manifolds.bessel_ratio(nu2, u))(u)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_sphere_score_matches_finite_differences_of_quadrature_density():
+  # Circle in R^2 (no embedding rotation): log p_sigma by quadrature on the angle.
+  sigma, r = 0.3, 1.0
+  q = jnp.eye(2)
+  angles = np.linspace(0.0, 2 * np.pi, 4000, endpoint=False)
+  ring = r * np.stack([np.cos(angles), np.sin(angles)], -1)
+
+  def log_p(x):
+    return scipy.special.logsumexp(-np.sum((x - ring) ** 2, -1) / (2 * sigma ** 2))
+
+  x = np.array([0.8, 0.5])
+  h = 1e-5
+  fd = np.array([(log_p(x + h * e) - log_p(x - h * e)) / (2 * h) for e in np.eye(2)])
+  got = manifolds.sphere_score(jnp.asarray(x[None], jnp.float32), sigma,
+                               embedding=q, radius=r)[0]
+  np.testing.assert_allclose(got, fd, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_noised_uniform_sphere_gives_k(k):
+  m = manifolds.sphere(k, 12, seed=3)
+  x = m.sample(jax.random.key(0), 4)
+  score = _sphere_score(m)
+  # Exactly zero tangential part: every score is radial in span(Q) or normal.
+  z = x + SIGMA * jax.random.normal(jax.random.key(5), x.shape)
+  s = score(z, 0.0)
+  y = z @ m.params["embedding"]
+  s_in = s @ m.params["embedding"]
+  cos = jnp.sum(s_in * y, -1) / (jnp.linalg.norm(s_in, axis=-1) * jnp.linalg.norm(y, axis=-1))
+  np.testing.assert_allclose(jnp.abs(cos), 1.0, atol=1e-4)
+  est = idm.estimate_intrinsic_dim(score, x, jax.random.key(1), t=0.0, sigma=SIGMA)
+  np.testing.assert_array_equal(est.per_point, k)
+  for rule in ("log_gap", "threshold"):
+    other = idm.summarise_spectra(est.spectra, ambient_dim=12, rule=rule)
+    np.testing.assert_array_equal(other.per_point, k)
+
+
+def test_vp_kernel_eps_scaled_score_and_no_centring_agree():
+  # A fixed scale of the score (eps = -sigma * score) and the VP kernel at small
+  # gamma do not move the gap; nor does leaving out the centring.
+  m = manifolds.sphere(3, 10, seed=1)
+  x = m.sample(jax.random.key(0), 3)
+  gamma = 2 * np.log(SIGMA)
+  a, s = idm.vp_kernel(gamma)
+  eps_fn = lambda z, t: -s * manifolds.sphere_score(
+      z / a, s / a, embedding=m.params["embedding"]) / a
+  for centre in (True, False):
+    est = idm.estimate_intrinsic_dim(eps_fn, x, jax.random.key(1), t=0.0,
+                                     sigma=s, alpha=a, centre=centre)
+    np.testing.assert_array_equal(est.per_point, 3)
+
+
+def test_images_squares_with_exact_linear_score():
+  m = manifolds.squares(3, image_size=6, sides=(3,), seed=0)
+  masks = m.params["masks"].reshape(3, -1)
+  basis, _ = jnp.linalg.qr(masks.T)  # [36, 3] orthonormal span of the masks.
+
+  def score(z, t):
+    del t
+    flat = z.reshape(z.shape[0], -1)
+    perp = flat - (flat @ basis) @ basis.T
+    return (-perp / SIGMA ** 2).reshape(z.shape)
+
+  x = m.sample(jax.random.key(0), 2)
+  assert x.shape == (2, 6, 6, 1)
+  est = idm.estimate_intrinsic_dim(score, x, jax.random.key(1), t=0.0,
+                                   sigma=SIGMA, chunk_size=50)
+  np.testing.assert_array_equal(est.per_point, 3)
+  assert est.spectra.shape == (2, 36)
+
+
+def test_spectrum_sorted_and_gap_location_reported():
+  m = manifolds.linear_subspace(3, 10, noise=1e-3)
+  x = m.sample(jax.random.key(0), 3)
+  est = idm.estimate_intrinsic_dim(_subspace_score(m), x, jax.random.key(1),
+                                   t=0.0, sigma=SIGMA, num_perturbations=25)
+  assert est.spectra.shape == (3, 10)
+  assert bool(jnp.all(est.spectra[:, :-1] >= est.spectra[:, 1:]))
+  np.testing.assert_array_equal(est.normal_dim, 7)
+  s = est.spectra
+  np.testing.assert_allclose(est.gap_ratio, s[:, 6] / s[:, 7], rtol=1e-6)
+  assert float(est.mean) == 3.0
+
+
+def test_normal_dim_rules_on_a_hand_spectrum():
+  s = jnp.array([[10.0, 9.0, 8.5, 0.3, 0.2, 0.0]])
+  n, ratio = jax.jit(lambda s: idm.normal_dim_from_spectrum(s, rule="gap"))(s)
+  assert int(n[0]) == 3 and np.isclose(float(ratio[0]), 8.5 / 0.3)
+  n, _ = idm.normal_dim_from_spectrum(s, rule="threshold", threshold=0.5)
+  assert int(n[0]) == 3
+  n, ratio = idm.normal_dim_from_spectrum(s, rule="log_gap")
+  assert int(n[0]) == 5 and np.isinf(float(ratio[0]))  # the exact zero wins.
+
+
+def test_too_few_perturbations_raises():
+  m = manifolds.linear_subspace(2, 10)
+  x = m.sample(jax.random.key(0), 2)
+  with pytest.raises(ValueError, match="num_perturbations must be >= D"):
+    idm.estimate_intrinsic_dim(_subspace_score(m), x, jax.random.key(1), t=0.0,
+                               sigma=SIGMA, num_perturbations=8)
+
+
+def test_nan_scores_raise_naming_the_anchors():
+  m = manifolds.linear_subspace(2, 6)
+  x = m.sample(jax.random.key(0), 3)
+
+  def bad(z, t):
+    return jnp.where(jnp.all(z > -100), jnp.nan, 0.0) * z + t
+
+  with pytest.raises(ValueError, match="non-finite scores"):
+    idm.estimate_intrinsic_dim(bad, x, jax.random.key(1), t=0.0, sigma=SIGMA)
+
+
+def test_bad_arguments_fail_by_name():
+  x = jnp.zeros((2, 5))
+  f = lambda z, t: z
+  with pytest.raises(ValueError, match="rule"):
+    idm.estimate_intrinsic_dim(f, x, jax.random.key(0), t=0.0, sigma=0.1, rule="elbow")
+  with pytest.raises(TypeError, match="x must have a floating dtype"):
+    idm.estimate_intrinsic_dim(f, jnp.zeros((2, 5), jnp.int32), jax.random.key(0),
+                               t=0.0, sigma=0.1)
+  with pytest.raises(ValueError, match="sigma must be a scalar"):
+    idm.estimate_intrinsic_dim(f, x, jax.random.key(0), t=0.0, sigma=jnp.ones(2))
+  with pytest.raises(ValueError, match="must return the shape"):
+    idm.estimate_intrinsic_dim(lambda z, t: z[:, :3], x, jax.random.key(0),
+                               t=0.0, sigma=0.1)
+
+
+def test_generators_have_the_stated_geometry():
+  m = manifolds.sphere(5, 30, radius=2.0)
+  x = m.sample(jax.random.key(0), 50)
+  np.testing.assert_allclose(jnp.linalg.norm(x, axis=-1), 2.0, rtol=1e-5)
+  q = m.params["embedding"]
+  np.testing.assert_allclose(q.T @ q, jnp.eye(6), atol=1e-5)
+  np.testing.assert_allclose(x - (x @ q) @ q.T, 0.0, atol=1e-5)
+  sq = manifolds.squares(20, image_size=16)
+  assert np.linalg.matrix_rank(np.asarray(sq.params["masks"]).reshape(20, -1)) == 20
+  imgs = sq.sample(jax.random.key(1), 300)
+  assert imgs.shape == (300, 16, 16, 1) and float(imgs.min()) >= 0.0
+  assert np.linalg.matrix_rank(np.asarray(imgs).reshape(300, -1), tol=1e-3) == 20
+  roll = manifolds.swiss_roll(10)
+  r = roll.sample(jax.random.key(2), 500)
+  assert r.shape == (500, 10) and roll.intrinsic_dim == 2
+  r3 = r @ roll.params["embedding"]
+  np.testing.assert_allclose(r - r3 @ roll.params["embedding"].T, 0.0, atol=1e-5)
+  with pytest.raises(ValueError, match="ambient_dim must exceed"):
+    manifolds.linear_subspace(5, 5)

@@ -1,0 +1,31 @@
+"""Geometry from scores: intrinsic dimension (issue 10), pullback geometry (issue 11).
+
+Public names are re-exported one per line; each engineer edits only their block.
+"""
+
+# --- Intrinsic dimension from score spectra (issue 10) -----------------------
+from vdm_jax.geometry import manifolds
+from vdm_jax.geometry.intrinsic_dim import IntrinsicDimEstimate
+from vdm_jax.geometry.intrinsic_dim import estimate_intrinsic_dim
+from vdm_jax.geometry.intrinsic_dim import normal_dim_from_spectrum
+from vdm_jax.geometry.intrinsic_dim import score_spectra
+from vdm_jax.geometry.intrinsic_dim import singular_spectrum
+from vdm_jax.geometry.intrinsic_dim import summarise_spectra
+from vdm_jax.geometry.intrinsic_dim import vp_kernel
+# --- end issue 10 --------------------------------------------------------------
+
+# --- Score-based pullback geometry (issue 11) ---------------------------------
+# --- end issue 11 --------------------------------------------------------------
+
+__all__ = [
+    # issue 10
+    "IntrinsicDimEstimate",
+    "estimate_intrinsic_dim",
+    "manifolds",
+    "normal_dim_from_spectrum",
+    "score_spectra",
+    "singular_spectrum",
+    "summarise_spectra",
+    "vp_kernel",
+    # issue 11
+]
