@@ -1,0 +1,120 @@
+"""Tests for vdm_jax.geometry.flows and toy_densities: inverses and log-dets."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vdm_jax.geometry import flows
+from vdm_jax.geometry import pullback
+from vdm_jax.geometry import toy_densities
+
+
+def _random_flow(dim, n_steps=4, seed=0):
+  model = flows.RealNVP(dim=dim, n_steps=n_steps, hidden=16, n_blocks=1)
+  params = flows.init_flow(model, jax.random.key(seed))
+  # The output layers are zero-initialised (identity flow); perturb every
+  # parameter so the test exercises non-trivial scales and shifts.
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+  leaves = [p + 0.15 * jax.random.normal(k, p.shape) for p, k in
+            zip(leaves, keys)]
+  return model, jax.tree.unflatten(treedef, leaves)
+
+
+@pytest.mark.parametrize("dim", [3])
+def test_realnvp_inverse_and_log_det(dim):
+  model, params = _random_flow(dim)
+  x = 1.5 * jax.random.normal(jax.random.key(3), (16, dim))
+  fwd = jax.jit(lambda p, v: model.apply(p, v))
+  inv = jax.jit(lambda p, v: model.apply(p, v, method=flows.RealNVP.inverse))
+  z, log_det = fwd(params, x)
+  assert z.shape == x.shape and log_det.shape == (16,)
+  assert float(jnp.max(jnp.abs(z - x))) > 1e-2  # not the identity
+  np.testing.assert_allclose(inv(params, z), x, atol=2e-5, rtol=1e-5)
+  np.testing.assert_allclose(fwd(params, inv(params, x))[0], x, atol=2e-5,
+                             rtol=1e-5)
+  # Brute-force Jacobian determinant.
+  diffeo = flows.flow_maps(model, params)
+  jac = jax.jit(jax.vmap(jax.jacfwd(diffeo.forward)))(x)
+  np.testing.assert_allclose(log_det, jnp.linalg.slogdet(jac)[1], atol=1e-4)
+  np.testing.assert_allclose(jax.jit(jax.vmap(diffeo.log_det))(x), log_det,
+                             atol=1e-6)
+  # phi^{-1} has the inverse Jacobian.
+  jac_inv = jax.jit(jax.vmap(jax.jacfwd(diffeo.inverse)))(z)
+  np.testing.assert_allclose(jnp.einsum("bij,bjk->bik", jac_inv, jac),
+                             jnp.broadcast_to(jnp.eye(dim), jac.shape),
+                             atol=1e-4)
+
+
+def test_init_flow_is_identity():
+  model = flows.RealNVP(dim=3, n_steps=2, hidden=8, n_blocks=1)
+  params = flows.init_flow(model, jax.random.key(0))
+  x = jax.random.normal(jax.random.key(1), (4, 3))
+  z, log_det = model.apply(params, x)
+  np.testing.assert_allclose(z, x, atol=1e-7)
+  np.testing.assert_allclose(log_det, 0.0, atol=1e-7)
+
+
+def test_flow_geodesic_round_trip():
+  model, params = _random_flow(2)
+  diffeo = flows.flow_maps(model, params)
+  x, y = jnp.array([0.3, -0.4]), jnp.array([-1.0, 0.8])
+  geo = jax.jit(functools.partial(pullback.geodesic, diffeo.forward,
+                                  diffeo.inverse))
+  path = geo(x, y, jnp.array([0.0, 1.0]))
+  np.testing.assert_allclose(path, jnp.stack([x, y]), atol=2e-5)
+  exp_log = jax.jit(lambda p, q: pullback.exp_map(
+      diffeo.forward, diffeo.inverse, p,
+      pullback.log_map(diffeo.forward, diffeo.inverse, p, q)))
+  np.testing.assert_allclose(exp_log(x, y), y, atol=2e-5)
+
+
+def test_affine_diffeomorphism():
+  w = jnp.array([[2.0, 1.0], [0.0, 0.5]])
+  mu = jnp.array([1.0, -2.0])
+  diffeo = flows.affine(w, mu)
+  x = jnp.array([0.5, 0.25])
+  np.testing.assert_allclose(diffeo.forward(x), w @ (x - mu), rtol=1e-6)
+  np.testing.assert_allclose(diffeo.inverse(diffeo.forward(x)), x, atol=1e-6)
+  np.testing.assert_allclose(diffeo.log_det(x), jnp.log(1.0), atol=1e-6)
+  with pytest.raises(ValueError, match="weight must be invertible"):
+    flows.affine(jnp.array([[1.0, 2.0], [2.0, 4.0]]))
+  with pytest.raises(ValueError, match="shift must have shape"):
+    flows.affine(w, jnp.zeros(3))
+  with pytest.raises(ValueError, match="x must be one point"):
+    diffeo.forward(jnp.zeros(3))
+
+
+def test_flow_bad_input_dimension():
+  model = flows.RealNVP(dim=3, n_steps=2, hidden=8, n_blocks=1)
+  params = flows.init_flow(model, jax.random.key(0))
+  with pytest.raises(ValueError, match="last dimension D = 3"):
+    model.apply(params, jnp.zeros((2, 4)))
+  with pytest.raises(TypeError, match="floating"):
+    model.apply(params, jnp.zeros((2, 3), jnp.int32))
+
+
+@pytest.mark.parametrize("name", ["single_banana", "squeezed_banana", "river",
+                                  "sinusoid_2_6"])
+def test_toy_densities_are_volume_preserving(name):
+  dens = toy_densities.get_density(name)
+  x = toy_densities.sample(dens, jax.random.key(0), 64)
+  assert x.shape == (64, dens.dim)
+  np.testing.assert_allclose(jax.vmap(dens.phi_inv)(jax.vmap(dens.phi)(x)), x,
+                             atol=1e-5)
+  jac = jax.vmap(jax.jacfwd(dens.phi))(x)
+  np.testing.assert_allclose(jnp.linalg.det(jac), 1.0, atol=1e-5)
+  # The latent codes have variance a (the density is exactly N(phi(x); 0, A)).
+  z = toy_densities.sample(dens, jax.random.key(1), 4000)
+  var = jnp.var(jax.vmap(dens.phi)(z), axis=0)
+  np.testing.assert_allclose(var, dens.diag_a, rtol=0.15)
+
+
+def test_get_density_rejects_unknown_names():
+  with pytest.raises(ValueError, match="unknown density"):
+    toy_densities.get_density("double_banana")
+  with pytest.raises(ValueError, match="1 <= intrinsic_dim < dim"):
+    toy_densities.sinusoid(3, 3)
