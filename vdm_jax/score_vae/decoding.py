@@ -142,8 +142,9 @@ def encode(encoder_apply: Callable, encoder_params, x0, rng=None):
   return mean + jnp.exp(0.5 * log_var) * jax.random.normal(rng, mean.shape)
 
 
-def make_decoder(sde, score, data_shape: Sequence[int], *, n_steps: int,
-                 method: str = "sde", t_min: float | None = None):
+def make_decoder(sde, score, data_shape: Sequence[int], *, n_steps: int = 100,
+                 method: str = "sde", t_min: float | None = None,
+                 sampler: Callable | None = None):
   """Builds `decode(prior_params, encoder_params, z [B, K], rng) -> x [B, ...]`.
 
   Args:
@@ -152,10 +153,15 @@ def make_decoder(sde, score, data_shape: Sequence[int], *, n_steps: int,
     data_shape: shape of one example.
     n_steps: sampler steps.
     method: 'sde' (stochastic, Euler--Maruyama) or 'ode' (probability flow,
-      Heun; deterministic given rng, which only draws x_T).
+      Heun; deterministic given rng, which only draws x_T). Ignored when
+      `sampler` is given.
     t_min: end time (defaults to `sde.eps`).
+    sampler: optional sampler of the `vdm_jax.sde.samplers` form
+      `sampler(rng, score_fn, sde, shape) -> (x, n_evals)`, e.g.
+      ``functools.partial(samplers.pc_sample, corrector='langevin')`` or
+      ``functools.partial(samplers.ode_sample, solver='tsit5')``.
   """
-  if method not in ("sde", "ode"):
+  if sampler is None and method not in ("sde", "ode"):
     raise ValueError(f"method must be 'sde' or 'ode', got {method!r}.")
   data_shape = tuple(int(d) for d in data_shape)
 
@@ -163,6 +169,8 @@ def make_decoder(sde, score, data_shape: Sequence[int], *, n_steps: int,
     _checks.check_rank(z, 2, "latent z [B, K]")
     score_fn = conditional_score.bind_latent(score, prior_params,
                                              encoder_params, z)
+    if sampler is not None:
+      return sampler(rng, score_fn, sde, (z.shape[0],) + data_shape)[0]
     rng_T, rng_path = jax.random.split(rng)
     x_T = sde.prior_sample(rng_T, (z.shape[0],) + data_shape)
     if method == "sde":
