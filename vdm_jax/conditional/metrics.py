@@ -50,7 +50,7 @@ def psnr(x_hat, x, *, data_range: float = 2.0):
 
 
 def ssim(x_hat, x, *, data_range: float = 2.0):
-  """Structural similarity per image (scikit-image, Gaussian-free 7x7 window or smaller).
+  """Structural similarity per image (scikit-image, uniform 7x7 window or smaller).
 
   Small images (the 8x8 digits) use the largest odd window that fits.
 

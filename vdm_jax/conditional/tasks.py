@@ -185,7 +185,8 @@ class Task(NamedTuple):
     name: e.g. 'sr4', 'inpaint_box', 'edges'.
     sample_aux: ``(rng: np.random.Generator, x_shape) -> aux`` (masks for
       inpainting; an empty [N, 0] array otherwise).
-    observe: ``(x, aux) -> y`` with y `[N, H, W, Cy]`, the task operator A.
+    observe: ``(x, aux) -> y`` with y `[N, H, W, Cy]`, the task operator A
+      (``aux`` may be omitted for tasks without auxiliary data).
     y_channels: ``C -> Cy``.
     linear: whether A is linear (the exact Gaussian posterior applies).
   """
@@ -211,7 +212,7 @@ def super_resolution(factor: int) -> Task:
   if factor not in (2, 4, 8):
     raise ValueError(f"super-resolution factor must be 2, 4 or 8, got {factor!r}.")
 
-  def observe(x, aux):
+  def observe(x, aux=None):
     del aux
     return upsample_nearest(downsample(x, factor), factor)
 
@@ -233,7 +234,7 @@ def inpainting(mask: str = "box", *, frac: float | None = None) -> Task:
 
 def edges_to_image(*, sigma: float = 0.5) -> Task:
   """Edge-to-image: y = Canny edge map of x (scikit-image, host numpy)."""
-  observe = lambda x, aux: canny_edges(x, sigma=sigma)
+  observe = lambda x, aux=None: canny_edges(x, sigma=sigma)
   return Task("edges", _no_aux, observe, lambda c: 1, False)
 
 
