@@ -117,8 +117,10 @@ def reconstruction_loss(x_int, eps_0, gamma_0, vocab_size: int):
 def prior_kl(f, gamma_1):
   """KL(q(z_1|x) || N(0, I)) = 1/2 sum[alpha_1^2 f^2 + sigma_1^2 - log sigma_1^2 - 1]; `[B]`."""
   g1 = _checks.broadcast_to_data(gamma_1, f)
-  kl = 0.5 * (schedules.alpha2(g1) * jnp.square(f) + schedules.sigma2(g1)
-              - schedules.log_sigma2(g1) - 1.0)
+  # sigma^2 - log sigma^2 - 1 = softplus(-gamma) - alpha^2: written without the
+  # "- 1", which cancels catastrophically in float32 when sigma_1^2 ~ 1.
+  kl = 0.5 * (schedules.alpha2(g1) * jnp.square(f)
+              + jax.nn.softplus(-g1) - schedules.alpha2(g1))
   return _checks.sum_except_batch(kl)
 
 

@@ -53,6 +53,11 @@ def fourier_features(z, exponents: Sequence[int] = (7, 8)):
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
+def num_groups(channels: int, max_groups: int = 32) -> int:
+  """The largest group count <= max_groups that divides `channels` (GroupNorm)."""
+  return math.gcd(channels, max_groups)
+
+
 class ResnetBlock(nn.Module):
   """GN -> swish -> conv -> +cond -> GN -> swish -> dropout -> conv(zero) -> +skip.
 
@@ -66,12 +71,12 @@ class ResnetBlock(nn.Module):
   @nn.compact
   def __call__(self, x, cond, train: bool):
     out_ch = self.out_ch or x.shape[-1]
-    groups = min(32, x.shape[-1])
+    groups = num_groups(x.shape[-1])
     h = nn.swish(nn.GroupNorm(num_groups=groups, dtype=self.dtype)(x))
     h = nn.Conv(out_ch, (3, 3), dtype=self.dtype, name="conv1")(h)
     h = h + nn.Dense(out_ch, use_bias=False, kernel_init=nn.initializers.zeros,
                      dtype=self.dtype, name="cond_proj")(cond)[:, None, None, :]
-    h = nn.swish(nn.GroupNorm(num_groups=min(32, out_ch), dtype=self.dtype)(h))
+    h = nn.swish(nn.GroupNorm(num_groups=num_groups(out_ch), dtype=self.dtype)(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     h = nn.Conv(out_ch, (3, 3), kernel_init=nn.initializers.zeros,
                 dtype=self.dtype, name="conv2")(h)
@@ -87,7 +92,7 @@ class AttnBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     b, hgt, wdt, c = x.shape
-    h = nn.GroupNorm(num_groups=min(32, c), dtype=self.dtype)(x)
+    h = nn.GroupNorm(num_groups=num_groups(c), dtype=self.dtype)(x)
     h = h.reshape(b, hgt * wdt, c)
     q = nn.Dense(c, dtype=self.dtype, name="q")(h)
     k = nn.Dense(c, dtype=self.dtype, name="k")(h)

@@ -29,6 +29,7 @@ from vdm_jax import _checks
 from vdm_jax.models.layers import AttnBlock
 from vdm_jax.models.layers import ResnetBlock
 from vdm_jax.models.layers import fourier_features
+from vdm_jax.models.layers import num_groups
 from vdm_jax.models.layers import timestep_embedding
 
 
@@ -120,7 +121,7 @@ class UNet(nn.Module):
         h = nn.Conv(cc, (3, 3), dtype=self.dtype)(h)
     assert not skips
 
-    h = nn.swish(nn.GroupNorm(num_groups=min(32, h.shape[-1]), dtype=self.dtype)(h))
+    h = nn.swish(nn.GroupNorm(num_groups=num_groups(h.shape[-1]), dtype=self.dtype)(h))
     out = nn.Conv(self.out_channels or c, (3, 3), kernel_init=nn.initializers.zeros,
                   dtype=self.dtype, name="conv_out")(h)
     return out.astype(jnp.float32)

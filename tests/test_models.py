@@ -1,0 +1,64 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vdm_jax.model import VDM
+from vdm_jax import schedules
+from vdm_jax.models import ScoreMLP
+from vdm_jax.models import UNet
+from vdm_jax.models import fourier_features
+
+
+def test_unet_shapes_identity_init_and_levels():
+  net = UNet(ch=16, n_blocks=1, ch_mult=(1, 2), dropout=0.0, attn_resolutions=(4,))
+  z = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  params = net.init(jax.random.key(1), z, jnp.zeros(2))
+  out = net.apply(params, z, jnp.array([0.1, 0.9]))
+  assert out.shape == z.shape and out.dtype == jnp.float32
+  np.testing.assert_allclose(out, 0.0)  # zero-initialised output layer.
+
+
+def test_unet_bfloat16_compute_and_dropout_rng():
+  net = UNet(ch=16, n_blocks=1, dropout=0.5, dtype=jnp.bfloat16)
+  z = jnp.ones((2, 4, 4, 1))
+  params = net.init(jax.random.key(0), z, jnp.zeros(2))
+  params = jax.tree.map(lambda p: p + 0.01, params)  # leave the identity init
+  a = net.apply(params, z, jnp.zeros(2), train=True, rngs={"dropout": jax.random.key(1)})
+  b = net.apply(params, z, jnp.zeros(2), train=True, rngs={"dropout": jax.random.key(2)})
+  assert a.dtype == jnp.float32 and not np.allclose(a, b)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+
+
+def test_unet_bad_inputs():
+  net = UNet(ch=8, n_blocks=1, ch_mult=(1, 2, 2))
+  with pytest.raises(ValueError, match="divisible"):
+    net.init(jax.random.key(0), jnp.ones((1, 6, 6, 1)), jnp.zeros(1))
+  with pytest.raises(ValueError, match="rank 4"):
+    UNet(ch=8, n_blocks=1).init(jax.random.key(0), jnp.ones((6, 6, 1)), jnp.zeros(1))
+  with pytest.raises(ValueError, match="num_classes"):
+    UNet(ch=8, n_blocks=1, num_classes=3).init(jax.random.key(0), jnp.ones((1, 4, 4, 1)), jnp.zeros(1))
+
+
+def test_fourier_features_layout():
+  z = jnp.array([[0.25]])
+  ff = fourier_features(z, (7, 8))
+  np.testing.assert_allclose(ff, [[np.sin(2 ** 7 * np.pi * 0.25), np.sin(2 ** 8 * np.pi * 0.25),
+                                   np.cos(2 ** 7 * np.pi * 0.25), np.cos(2 ** 8 * np.pi * 0.25)]],
+                             atol=1e-4)
+
+
+def test_vdm_eps_starts_at_z_and_checks_config():
+  vdm = VDM(schedule=schedules.FixedLinearSchedule(), network=ScoreMLP(hidden=(8,)),
+            vocab_size=4)
+  x = jnp.zeros((3, 5), jnp.int32)
+  params = vdm.init(jax.random.key(0), x)
+  z = jax.random.normal(jax.random.key(1), (3, 5))
+  np.testing.assert_allclose(vdm.eps_fn(params)(z, jnp.zeros(3)), z)
+  with pytest.raises(ValueError, match="vocab_size"):
+    VDM(schedule=schedules.FixedLinearSchedule(), network=ScoreMLP(), vocab_size=1)
+  with pytest.raises(ValueError, match="gamma_0 must be < gamma_1"):
+    VDM(schedule=schedules.FixedLinearSchedule(), network=ScoreMLP(), vocab_size=4,
+        gamma_min=3.0, gamma_max=1.0)
+  with pytest.raises(ValueError, match="rng"):
+    vdm.eps_fn(params, train=True)
