@@ -5,6 +5,8 @@ References:
   https://arxiv.org/abs/2207.09786, 2022.
 """
 
+from vdm_jax.multiscale.conditional import ConditionalProcess
+from vdm_jax.multiscale.conditional import make_conditional_process
 from vdm_jax.multiscale.haar import HaarCoefficients
 from vdm_jax.multiscale.haar import haar_step
 from vdm_jax.multiscale.haar import inverse_haar_step
@@ -25,6 +27,7 @@ from vdm_jax.multiscale.sampling import Sampler
 from vdm_jax.multiscale.sampling import make_sampler
 
 __all__ = [
+    "ConditionalProcess",
     "HaarCoefficients",
     "MultiScaleUNets",
     "NonUniformProcess",
@@ -32,6 +35,7 @@ __all__ = [
     "Stage",
     "haar_step",
     "inverse_haar_step",
+    "make_conditional_process",
     "make_loss_fns",
     "make_multiscale_unets",
     "make_process",
