@@ -12,11 +12,15 @@ The flow is a stack of affine coupling layers with alternating even/odd masks,
   y_{\\bar m} = x_{\\bar m} \\odot s(x_m) + t(x_m), \\quad y_m = x_m, \\quad
   \\log|\\det Dy| = \\textstyle\\sum_{\\bar m} \\log s(x_m),
 
-with a residual-MLP conditioner. Deviation from the paper's code: there
-s = sigmoid(h + 2) + 1e-3 lies in (0.001, 1.001), so every layer contracts and
-a flow with a fixed A = I cannot expand a low-variance axis. Here
-log s = c tanh(h / c) (c = ``log_scale_bound``), which is bounded, can expand or
-contract, and is the identity at initialisation (the last layer is zero-init).
+with a residual-MLP conditioner. Two scale maps are offered (``scale_type``):
+
+* ``'tanh'`` (default, a deviation from the paper): log s = c tanh(h / c) with
+  c = ``log_scale_bound``; bounded, can expand or contract, and the identity at
+  initialisation (the last layer is zero-init).
+* ``'sigmoid'`` (the paper's code): s = sigmoid(h + 2) + 1e-3 in
+  (0.001, 1.001), so every layer contracts; with a fixed A = I such a flow
+  cannot expand a low-variance axis to unit variance, which handicaps the
+  standard-flow baseline.
 
 References:
   Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP.
@@ -123,16 +127,23 @@ class AffineCoupling(nn.Module):
   hidden: int = 64
   n_blocks: int = 2
   log_scale_bound: float = 2.0
+  scale_type: str = "tanh"
 
   def setup(self):
+    if self.scale_type not in ("tanh", "sigmoid"):
+      raise ValueError(
+          f"scale_type must be 'tanh' or 'sigmoid', got {self.scale_type!r}.")
     self.net = ResidualNet(2 * len(self.mask), self.hidden, self.n_blocks)
 
   def _shift_log_scale(self, x_cond):
     m = jnp.asarray(self.mask, x_cond.dtype)
     h = self.net(x_cond * m)
     t, h_s = jnp.split(h, 2, axis=-1)
-    c = self.log_scale_bound
-    log_s = c * jnp.tanh(h_s / c)
+    if self.scale_type == "sigmoid":
+      log_s = jnp.log(jax.nn.sigmoid(h_s + 2.0) + 1e-3)
+    else:
+      c = self.log_scale_bound
+      log_s = c * jnp.tanh(h_s / c)
     return t * (1.0 - m), log_s * (1.0 - m), m
 
   def __call__(self, x):
@@ -157,12 +168,14 @@ class RealNVP(nn.Module):
     hidden: conditioner width.
     n_blocks: residual blocks per conditioner.
     log_scale_bound: c in log s = c tanh(h / c).
+    scale_type: 'tanh' or 'sigmoid' (the paper's s = sigmoid(h + 2) + 1e-3).
   """
   dim: int
   n_steps: int = 4
   hidden: int = 64
   n_blocks: int = 2
   log_scale_bound: float = 2.0
+  scale_type: str = "tanh"
 
   def setup(self):
     if self.dim < 2:
@@ -171,7 +184,7 @@ class RealNVP(nn.Module):
     odd = tuple(1 - e for e in even)
     self.layers = [
         AffineCoupling(even if k % 2 == 0 else odd, self.hidden,
-                       self.n_blocks, self.log_scale_bound)
+                       self.n_blocks, self.log_scale_bound, self.scale_type)
         for k in range(self.n_steps)]
 
   def _check(self, x, name):
