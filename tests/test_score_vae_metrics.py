@@ -28,5 +28,8 @@ def test_frechet_distance_closed_form():
   # Gaussians N(0, I) and N((1, 0), 4 I): 1 + 2 * (1 + 4 - 2 * 2) = 3.
   assert metrics.frechet_distance(a, b) == pytest.approx(3.0, abs=0.1)
   assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+  # Fewer samples than features (singular covariances) stays finite and >= 0.
+  small = rng.normal(size=(5, 8))
+  assert 0.0 <= metrics.frechet_distance(small, small + 0.1) < 1.0
   with pytest.raises(ValueError, match="feature sizes"):
     metrics.frechet_distance(a, b[:, :1])

@@ -22,7 +22,6 @@ References:
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from vdm_jax import _checks
 
@@ -71,13 +70,17 @@ def frechet_distance(feats_a, feats_b) -> float:
     raise ValueError(f"feature sizes differ: {a.shape[1]} and {b.shape[1]}.")
   if min(len(a), len(b)) < 2:
     raise ValueError("frechet_distance needs at least 2 samples per set.")
+  if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+    raise ValueError("frechet_distance: features contain non-finite values.")
   mu_a, mu_b = a.mean(0), b.mean(0)
   cov_a = np.atleast_2d(np.cov(a, rowvar=False))
   cov_b = np.atleast_2d(np.cov(b, rowvar=False))
-  covmean, _ = scipy.linalg.sqrtm(cov_a @ cov_b, disp=False)
-  if not np.all(np.isfinite(covmean)):
-    eps = 1e-6 * np.eye(len(cov_a))
-    covmean = scipy.linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
-  covmean = np.real(covmean)
-  return float(np.sum((mu_a - mu_b) ** 2) +
-               np.trace(cov_a + cov_b - 2.0 * covmean))
+  # Tr (C_a C_b)^{1/2} = Tr (C_a^{1/2} C_b C_a^{1/2})^{1/2}: symmetric PSD
+  # eigenproblems only, stable for singular covariances (few samples).
+  w, u = np.linalg.eigh(cov_a)
+  root_a = (u * np.sqrt(np.clip(w, 0.0, None))) @ u.T
+  m = root_a @ cov_b @ root_a
+  tr_covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0,
+                                      None)))
+  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+               - 2.0 * tr_covmean)
