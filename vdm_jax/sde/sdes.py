@@ -263,6 +263,30 @@ class SDE(abc.ABC):
       raise TypeError(f"score_fn must be callable, got {type(score_fn)}.")
     return ReverseSDE(self, score_fn, bool(probability_flow))
 
+  def transition_coeffs(self, s, t) -> tuple[Array, Array]:
+    """Coefficients of the forward transition p(x_t | x_s), s <= t.
+
+    .. math::
+
+      p(x_t | x_s) = N(a_{t|s} x_s, v_{t|s} I), \\quad a_{t|s} = a_t / a_s,
+      \\quad v_{t|s} = s_t^2 - a_{t|s}^2 s_s^2,
+
+    computed in a numerically stable form where the subclass offers one.
+
+    Args:
+      s: `[B]` earlier times.
+      t: `[B]` later times (t >= s).
+
+    Returns:
+      `(a_{t|s}, v_{t|s})`, each `[B]` (v is a variance, clipped at 0).
+    """
+    t = jnp.asarray(t)
+    _checks.check_rank(t, 1, "t")
+    t = check_time(t, t, self.T, "t")
+    s = check_time(s, t, self.T, "s")
+    ratio, var = self._transition(s, t)
+    return ratio, jnp.maximum(var, 0.0)
+
   def _exact_discretize(self, x, t, dt):
     """Exact Gaussian step t -> t + dt from the marginal coefficients.
 
