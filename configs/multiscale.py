@@ -1,0 +1,112 @@
+"""Uniform vs non-uniform (multi-scale) diffusion at 32, 64 and 128 pixels.
+
+Variants (``--config configs/multiscale.py:ARG``, ARG a comma list):
+  ``model=uniform|multiscale`` (default multiscale), ``res=32|64|128`` (default
+  32), ``width=W`` (uniform base channels, default 64), ``runlocal`` (tiny
+  widths and step counts for a CPU smoke run).
+
+  python experiments/multiscale_quality.py --config configs/multiscale.py:model=multiscale,res=32
+  python benchmarks/multiscale_sampling.py        # builds both at 32/64/128 from here
+
+Design (maths sheet conditional_multiscale_scorevae.md §2):
+  * levels L = log2(res / 16): the coarsest scale is always 16x16, so K = L + 1
+    = 2, 3, 4 scales at 32, 64, 128 (the paper uses L = 3 at 128).
+  * Per-scale windows: log-SNR +10 -> -10 over [0, (k + 1) / K], finest first.
+    The uniform baseline is the same process with L = 0 (one window [0, 1]).
+  * Networks: `vdm_jax.models.UNet` with n_blocks = 2 and levels down to 8x8:
+    uniform ch_mult = (1, 2, ..., 2) at full resolution; the multi-scale net of
+    stage k runs at res / 2^k with the first len - k entries of that ch_mult.
+  * Same total parameter budget: all stage nets share one width, chosen so the
+    K nets together have the uniform net's parameter count (within 6 %, measured
+    by `benchmarks/multiscale_sampling.py`): 52/64, 44/64 and 40/64 of the
+    uniform width at 32, 64, 128 pixels (parameters scale as width^2).
+  * Same number of reverse steps per unit time (``sampling.steps_per_unit``)
+    for both; the multi-scale sampler spreads them over its stages, so each
+    stage of length 1/K gets steps_per_unit / K steps.
+"""
+
+import ml_collections
+
+# Multi-scale width / uniform width giving equal total parameter counts.
+_MS_WIDTH_RATIO = {32: 52 / 64, 64: 44 / 64, 128: 40 / 64}
+_COARSEST = 16
+
+
+def _parse(arg):
+  out = dict(model="multiscale", res="32", width="64", runlocal=False)
+  for item in (arg or "").split(","):
+    item = item.strip()
+    if not item:
+      continue
+    if "=" in item:
+      key, value = item.split("=", 1)
+      if key not in out:
+        raise ValueError(f"configs/multiscale.py: unknown option {key!r}; "
+                         f"expected one of {sorted(out)}.")
+      out[key] = value
+    elif item == "runlocal":
+      out["runlocal"] = True
+    else:
+      raise ValueError(f"configs/multiscale.py: cannot parse {item!r}.")
+  return out
+
+
+def levels_for(res: int) -> int:
+  """Haar levels so the coarsest scale is 16x16."""
+  if res not in _MS_WIDTH_RATIO:
+    raise ValueError(f"res must be one of {sorted(_MS_WIDTH_RATIO)}, got {res}.")
+  return {32: 1, 64: 2, 128: 3}[res]
+
+
+def stage_networks(model: str, res: int, width: int, n_blocks: int = 2):
+  """Per-stage UNet keyword arguments (list of dicts), earliest stage first."""
+  n_down = {32: 2, 64: 3, 128: 4}[res]          # down to 8x8
+  base_mult = (1,) + (2,) * n_down
+  if model == "uniform":
+    return [dict(ch=width, n_blocks=n_blocks, ch_mult=base_mult, dropout=0.0)]
+  if model != "multiscale":
+    raise ValueError(f"model must be 'uniform' or 'multiscale', got {model!r}.")
+  ms_width = max(4, 2 * int(round(width * _MS_WIDTH_RATIO[res] / 2)))  # even
+  return [dict(ch=ms_width, n_blocks=n_blocks,
+               ch_mult=base_mult[:len(base_mult) - k], dropout=0.0)
+          for k in range(levels_for(res) + 1)]
+
+
+def get_config(arg=None):
+  """Builds the config; see the module docstring for ARG."""
+  a = _parse(arg)
+  res, width = int(a["res"]), int(a["width"])
+  runlocal = a["runlocal"]
+  if runlocal:
+    width = min(width, 16)
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model_name = a["model"]
+
+  c.data = ml_collections.ConfigDict()
+  c.data.image_size = res
+  c.data.channels = 3
+
+  c.process = ml_collections.ConfigDict()
+  c.process.levels = 0 if a["model"] == "uniform" else levels_for(res)
+  c.process.ends = None            # default (k + 1) / K
+  c.process.starts = None          # default 0
+  c.process.gamma_min = -10.0      # log-SNR +10 at each window start
+  c.process.gamma_max = 10.0       # log-SNR -10 at each window end
+
+  c.model = ml_collections.ConfigDict()
+  c.model.width = width
+  c.model.stages = stage_networks(a["model"], res, width)
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 8 if runlocal else 64
+  c.train.lr = 2e-4
+  c.train.steps = 20 if runlocal else 200_000
+  c.train.weighting = "eps"        # 'eps' (paper's baseline) or 'likelihood'
+  c.train.ema = 0.999
+
+  c.sampling = ml_collections.ConfigDict()
+  c.sampling.steps_per_unit = 8 if runlocal else 128   # paper: 128 DDIM steps
+  c.sampling.eta = 1.0
+  c.sampling.batch_size = 2 if runlocal else 64
+  return c
