@@ -1,0 +1,139 @@
+"""Tests for vdm_jax/compression/container.py, codec.py and image_io.py: file format and errors."""
+
+import numpy as np
+import pytest
+
+from vdm_jax import compression
+from vdm_jax.compression import container
+from vdm_jax.compression import toy_model
+
+V = 5
+SHAPE = (2, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def model():
+  return toy_model.init_toy_vdm(SHAPE, vocab_size=V, hidden=(16,), random_output=True)
+
+
+@pytest.fixture(scope="module")
+def images():
+  return np.random.default_rng(0).integers(0, V, (6,) + SHAPE).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data(model, images):
+  return compression.encode(images, eps_fn=model.eps_fn, gamma_fn=model.gamma_fn, vocab_size=V,
+                            params_hash=compression.hash_params(model.params), num_steps=3,
+                            latent_precision=2)
+
+
+def _decode(data, model, **kw):
+  kw.setdefault("params_hash", compression.hash_params(model.params))
+  kw.setdefault("eps_fn", model.eps_fn)
+  return compression.decode(data, gamma_fn=model.gamma_fn, vocab_size=V, **kw)
+
+
+def test_header_round_trip(data, images):
+  header = compression.read_header(data)
+  assert header.image_shape == SHAPE
+  assert header.num_images == 6 and header.vocab_size == V and header.num_steps == 3
+  assert header.latent_precision == 2
+  assert len(data) == container.HEADER_SIZE + 4 * header.num_payload_words
+  assert header.images_digest == container.images_digest(images)
+
+
+def test_decode_round_trip(data, model, images):
+  out = _decode(data, model)
+  assert out.dtype == np.uint8
+  np.testing.assert_array_equal(out, images)
+
+
+def test_file_round_trip(tmp_path, model, images):
+  path = tmp_path / "digits.vdmc"
+  kw = dict(eps_fn=model.eps_fn, gamma_fn=model.gamma_fn, vocab_size=V,
+            params_hash=compression.hash_params(model.params))
+  n = compression.compress_file(images, path, num_steps=2, latent_precision=1, **kw)
+  assert path.stat().st_size == n
+  np.testing.assert_array_equal(compression.decompress_file(path, **kw), images)
+
+
+def test_not_a_file_and_version(data):
+  with pytest.raises(compression.NotACompressedFileError, match="magic"):
+    compression.read_header(b"PNG...." + data)
+  bad = bytearray(data)
+  bad[4] = 9
+  with pytest.raises(compression.UnsupportedVersionError, match="version 9"):
+    compression.read_header(bytes(bad))
+
+
+def test_truncated_file(data):
+  with pytest.raises(compression.TruncatedFileError, match="truncated"):
+    compression.read_header(data[:-3])
+  with pytest.raises(compression.TruncatedFileError, match="header"):
+    compression.read_header(data[:40])
+
+
+@pytest.mark.parametrize("where, what", [(20, "header checksum"), (-1, "payload checksum")])
+def test_corrupted_file(data, where, what):
+  bad = bytearray(data)
+  bad[where] ^= 0x10
+  with pytest.raises(compression.CorruptedFileError, match=what):
+    compression.read_header(bytes(bad))
+
+
+def test_trailing_bytes_are_corruption(data):
+  with pytest.raises(compression.CorruptedFileError, match="trailing"):
+    compression.read_header(data + b"\0")
+
+
+def test_wrong_checkpoint(data, model):
+  other = toy_model.init_toy_vdm(SHAPE, vocab_size=V, hidden=(16,), seed=1, random_output=True)
+  with pytest.raises(compression.ModelMismatchError, match="wrong checkpoint"):
+    _decode(data, model, params_hash=compression.hash_params(other.params))
+
+
+def test_wrong_vocab_and_schedule(data, model):
+  h = compression.hash_params(model.params)
+  with pytest.raises(compression.ModelMismatchError, match="vocab_size"):
+    compression.decode(data, eps_fn=model.eps_fn, gamma_fn=model.gamma_fn, vocab_size=V + 1,
+                       params_hash=h)
+  with pytest.raises(compression.ModelMismatchError, match="schedule"):
+    compression.decode(data, eps_fn=model.eps_fn, gamma_fn=lambda t: model.gamma_fn(t) + 0.1,
+                       vocab_size=V, params_hash=h)
+
+
+def test_diverging_decoder_is_detected(data, model):
+  # Same hash, different network: the decoder leaves the encoder's path and must say so.
+  other = toy_model.init_toy_vdm(SHAPE, vocab_size=V, hidden=(16,), seed=7, random_output=True)
+  with pytest.raises((compression.DecodeMismatchError, compression.ContainerError)):
+    _decode(data, model, eps_fn=other.eps_fn)
+
+
+def test_params_hash_is_validated(model, images):
+  with pytest.raises(TypeError, match="params_hash"):
+    compression.encode(images, eps_fn=model.eps_fn, gamma_fn=model.gamma_fn, vocab_size=V,
+                       params_hash="abc")
+
+
+def test_hash_params_sees_every_value(model):
+  import jax  # pylint: disable=g-import-not-at-top
+  h = compression.hash_params(model.params)
+  assert len(h) == 32 and h == compression.hash_params(model.params)
+  bumped = jax.tree.map(lambda p: p.at[(0,) * p.ndim].add(1e-6), model.params)
+  assert compression.hash_params(bumped) != h
+
+
+def test_image_io_npy_and_png(tmp_path, images):
+  npy = tmp_path / "x.npy"
+  compression.write_images(images, str(npy))
+  np.testing.assert_array_equal(compression.read_images(str(npy)), images)
+  paths = compression.write_images(images, str(tmp_path / "pngs"))
+  assert len(paths) == 6
+  np.testing.assert_array_equal(compression.read_images(str(tmp_path / "pngs")), images)
+  np.testing.assert_array_equal(compression.read_images(",".join(paths[:2])), images[:2])
+  with pytest.raises(ValueError, match="uint8"):
+    np.save(tmp_path / "f.npy", images.astype(np.float32))
+    compression.read_images(str(tmp_path / "f.npy"))
+  with pytest.raises(ValueError, match="no PNG"):
+    compression.read_images(str(tmp_path / "empty*.png"))

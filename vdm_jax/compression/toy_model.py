@@ -1,0 +1,140 @@
+"""A tiny discrete-time VDM (MLP noise model) for codec tests, benchmarks and demos.
+
+It trains in seconds on the 8x8 digits by minimising the same T-step negative
+ELBO the codec's rate converges to (:mod:`vdm_jax.compression.elbo`, one random
+diffusion step per example). It is a stand-in for a checkpoint from
+``vdm_jax.train``: the codec only needs ``eps_fn`` and ``gamma_fn``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vdm_jax import schedules
+from vdm_jax.compression.elbo import discrete_time_nelbo
+from vdm_jax.models import ScoreMLP
+
+
+class ToyVDM(NamedTuple):
+  """A trained (or freshly initialised) toy model as the codec sees it."""
+  eps_fn: Callable
+  gamma_fn: Callable
+  params: dict
+  losses: np.ndarray  # training -ELBO per step (nats per image), empty if untrained
+
+
+def _linear_gamma(t):
+  return schedules.linear_gamma(t)
+
+
+def apply_eps(net: ScoreMLP, params, z, gamma, vocab_size: int):
+  r"""eps_hat from a network that outputs per-pixel logits over the V grey levels.
+
+  The logits are added to the exact Gaussian log-likelihood of each bin centre,
+  so the posterior mean of the data is
+
+  .. math::
+
+    \hat x = \sum_k c_k\,\mathrm{softmax}_k\big(\ell_k(z) - (z - \alpha c_k)^2/(2\sigma^2)\big),
+    \qquad \hat\epsilon = (z - \alpha \hat x)/\sigma ,
+
+  which is exact at low noise (where an MLP could not resolve the 1/sigma slope)
+  and learned at high noise. The net is conditioned on gamma normalised to [0, 1]
+  with the fixed ends (-13.3, 5) (maths sheet §7 P6).
+
+  Args:
+    net: ScoreMLP with out_dim = D * V.
+    params: its parameters.
+    z: [B, ...] float32 latents.
+    gamma: [B] float32.
+    vocab_size: V.
+
+  Returns:
+    eps_hat, shape of z.
+  """
+  b = z.shape[0]
+  gamma = jnp.asarray(gamma, jnp.float32).reshape(b)
+  t_in = (gamma - schedules.GAMMA_MIN) / (schedules.GAMMA_MAX - schedules.GAMMA_MIN)
+  flat = z.reshape(b, -1)
+  logits = net.apply(params, flat, t_in).reshape(b, flat.shape[1], vocab_size)
+  g = gamma[:, None, None]
+  alpha = jnp.sqrt(jax.nn.sigmoid(-g))
+  centres = (2.0 * jnp.arange(vocab_size, dtype=jnp.float32) + 1.0) / vocab_size - 1.0
+  # (z - alpha c)^2 / (2 sigma^2) = (z/alpha - c)^2 e^{-gamma} / 2 with alpha^2/sigma^2 = e^{-gamma}.
+  loglik = -0.5 * (flat[..., None] / alpha - centres) ** 2 * jnp.exp(-g)
+  x_hat = (jax.nn.softmax(logits + loglik, axis=-1) * centres).sum(-1)
+  sigma = jnp.sqrt(jax.nn.sigmoid(gamma))[:, None]
+  eps = (flat - alpha[..., 0] * x_hat) / sigma
+  return eps.reshape(z.shape)
+
+
+def make_eps_fn(net: ScoreMLP, params, vocab_size: int) -> Callable:
+  """Jitted ``eps_fn(z [B, ...], gamma [B])`` of :func:`apply_eps` with fixed params."""
+  return jax.jit(lambda z, gamma: apply_eps(net, params, z, gamma, vocab_size))
+
+
+def _net(dim, vocab_size, hidden, zero_init=True):
+  return ScoreMLP(hidden=tuple(hidden), emb_dim=32, out_dim=dim * vocab_size,
+                  zero_init_output=zero_init)
+
+
+def init_toy_vdm(image_shape, *, vocab_size: int, hidden: Sequence[int] = (128, 128),
+                 seed: int = 0, random_output: bool = False) -> ToyVDM:
+  """An untrained toy model (uniform logits, or random ones if `random_output`)."""
+  dim = int(np.prod(image_shape))
+  net = _net(dim, vocab_size, hidden, zero_init=not random_output)
+  params = net.init(jax.random.key(seed), jnp.zeros((1, dim)), jnp.zeros((1,)))
+  return ToyVDM(make_eps_fn(net, params, vocab_size), _linear_gamma, params, np.zeros((0,)))
+
+
+def train_toy_vdm(images, *, vocab_size: int, num_steps: int, train_steps: int = 300,
+                  batch_size: int = 128, learning_rate: float = 3e-3,
+                  hidden: Sequence[int] = (128, 128), seed: int = 0) -> ToyVDM:
+  """Fit the toy model to integer images by minimising the T-step -ELBO.
+
+  Args:
+    images: [N, ...] integers in [0, vocab_size).
+    vocab_size: V.
+    num_steps: T used in the training objective (use the codec's T).
+    train_steps: Adam steps.
+    batch_size: images per step (sampled with replacement).
+    learning_rate: Adam learning rate (cosine-decayed to 0).
+    hidden: MLP widths.
+    seed: PRNG seed.
+
+  Returns:
+    a :class:`ToyVDM` with the trained parameters and the loss curve.
+  """
+  images = jnp.asarray(np.asarray(images), jnp.int32)
+  dim = int(np.prod(images.shape[1:]))
+  net = _net(dim, vocab_size, hidden)
+  rng = jax.random.key(seed)
+  params = net.init(rng, jnp.zeros((1, dim)), jnp.zeros((1,)))
+  opt = optax.adam(optax.cosine_decay_schedule(learning_rate, train_steps))
+  opt_state = opt.init(params)
+
+  def loss_fn(p, key, x):
+    eps_fn = lambda z, g: apply_eps(net, p, z, g, vocab_size)
+    terms = discrete_time_nelbo(key, x, eps_fn=eps_fn, gamma_fn=_linear_gamma,
+                                vocab_size=vocab_size, num_steps=num_steps, full_sum=False)
+    return terms.total.mean()
+
+  @jax.jit
+  def step(p, s, key):
+    k_batch, k_loss = jax.random.split(key)
+    idx = jax.random.randint(k_batch, (batch_size,), 0, images.shape[0])
+    loss, grads = jax.value_and_grad(loss_fn)(p, k_loss, images[idx])
+    updates, s = opt.update(grads, s, p)
+    return optax.apply_updates(p, updates), s, loss
+
+  losses = []
+  for i in range(train_steps):
+    params, opt_state, loss = step(params, opt_state, jax.random.fold_in(rng, i))
+    losses.append(loss)
+  return ToyVDM(make_eps_fn(net, params, vocab_size), _linear_gamma, params,
+                np.asarray(jnp.stack(losses)) if losses else np.zeros((0,)))
