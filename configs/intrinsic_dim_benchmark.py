@@ -68,7 +68,10 @@ def get_config(arg=None):
   c.train.ema_decay = 0.999
   c.train.gamma_min = -10.0
   c.train.gamma_max = -3.0
-  c.train.parameterization = "eps"   # 'eps' beat 'x0' on spheres (3 vs garbage at 1k steps)
+  # 'residual' (x_hat = z / alpha + net, eps = -(alpha / sigma) net, i.e. the
+  # score scaled by 1/sigma like the authors' nets): on the 10-sphere in R^100,
+  # 1000 steps give k_hat = 11 at every anchor, where 'eps' gives 27-30.
+  c.train.parameterization = "residual"
   c.train.steps_per_call = 100
   c.train.step_scale = 0.05 if quick else (5.0 if paper else 1.0)  # x each set's num_steps
 

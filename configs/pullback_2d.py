@@ -56,6 +56,7 @@ def get_config(arg=None):
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-3
+  c.optim.log_a_lr_mult = 10.0   # log_a must move by O(5); see make_optimizer
   c.optim.warmup_steps = 200
   c.optim.num_steps = 3000 if not quick else 200
   c.optim.steps_per_call = 100

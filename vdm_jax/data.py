@@ -39,3 +39,136 @@ def digits_arrays(split: str = "train", *, split_seed: int = 0):
   if split == "train":
     return images[DIGITS_TEST_SIZE:], labels[DIGITS_TEST_SIZE:]
   raise ValueError(f"digits split must be 'train', 'test' or 'all', got {split!r}.")
+
+
+# ----------------------------------------------------------------------------
+# tfds (real datasets on a cluster; never downloads at run time).
+# ----------------------------------------------------------------------------
+class _TfdsSource:
+  """Random access to a prepared tfds dataset (array_record), images and labels."""
+
+  def __init__(self, name: str, split: str, data_dir: str | None):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+      raise FileNotFoundError(
+          f"tfds dataset {name!r} is not prepared in "
+          f"{data_dir or '~/tensorflow_datasets'}; vdm_jax never downloads at run "
+          f"time. Prepare it once with network access, e.g. `tfds build {name} "
+          f"--file_format=array_record --data_dir=DIR`, then pass "
+          f"--config.data.data_dir=DIR.")
+    try:
+      self._source = tfds.data_source(name, split=split, data_dir=data_dir,
+                                      download=False)
+    except Exception as e:  # tfds raises several types for a tfrecord-only build.
+      raise FileNotFoundError(
+          f"tfds dataset {name!r} is prepared but not readable by random access "
+          f"({e}). Rebuild it with `--file_format=array_record`.") from e
+
+  def __len__(self):
+    return len(self._source)
+
+  def get(self, indices):
+    records = self._source.__getitems__(list(map(int, indices)))
+    images = np.stack([r["image"] for r in records]).astype(np.uint8)
+    labels = np.asarray([r.get("label", 0) for r in records], np.int32)
+    return images, labels
+
+
+class _ArraySource:
+  """Random access to in-memory arrays."""
+
+  def __init__(self, images, labels):
+    self._images, self._labels = images, labels
+
+  def __len__(self):
+    return len(self._images)
+
+  def get(self, indices):
+    return self._images[indices], self._labels[indices]
+
+
+def make_source(config, split: str):
+  """The dataset named by `config.data` (`name` = 'digits' or 'tfds')."""
+  if config.data.name == "digits":
+    return _ArraySource(*digits_arrays(split, split_seed=config.data.split_seed))
+  if config.data.name == "tfds":
+    tfds_split = config.data.train_split if split == "train" else config.data.test_split
+    return _TfdsSource(config.data.tfds_name, tfds_split, config.data.data_dir or None)
+  raise ValueError(
+      f"config.data.name must be 'digits' or 'tfds', got {config.data.name!r}.")
+
+
+def batch_indices(step: int, global_batch: int, num_examples: int, seed: int):
+  """Indices of the global batch at `step`: a deterministic function of the step.
+
+  The data stream is the concatenation of per-epoch permutations
+  (`default_rng((seed, epoch))`), cut into consecutive global batches. Because
+  batch k depends only on (seed, k), a run restarted at step k reads exactly the
+  batches an uninterrupted run would have read.
+  """
+  start = step * global_batch
+  out = np.empty(global_batch, np.int64)
+  filled = 0
+  while filled < global_batch:
+    epoch, offset = divmod(start + filled, num_examples)
+    perm = np.random.default_rng((seed, epoch)).permutation(num_examples)
+    take = min(global_batch - filled, num_examples - offset)
+    out[filled:filled + take] = perm[offset:offset + take]
+    filled += take
+  return out
+
+
+def check_divisible(global_batch: int, num_devices: int, what: str = "batch_size"):
+  if global_batch % num_devices:
+    raise ValueError(
+        f"{what}={global_batch} must be divisible by the number of devices "
+        f"({num_devices}); choose a multiple of {num_devices}.")
+
+
+def train_batches(source, *, global_batch: int, start_step: int, seed: int,
+                  process_index: int = 0, process_count: int = 1,
+                  local_devices: int = 1) -> Iterator[dict]:
+  """Yields this host's part of each global batch, shaped [devices, per_device, ...].
+
+  Host p reads rows [p B/P, (p+1) B/P) of the global batch, so the P hosts
+  together see exactly the single-host batch.
+  """
+  check_divisible(global_batch, process_count * local_devices)
+  per_host = global_batch // process_count
+  step = start_step
+  while True:
+    idx = batch_indices(step, global_batch, len(source), seed)
+    images, labels = source.get(idx[process_index * per_host:(process_index + 1) * per_host])
+    yield {"image": images.reshape(local_devices, -1, *images.shape[1:]),
+           "label": labels.reshape(local_devices, -1)}
+    step += 1
+
+
+def eval_batches(source, *, global_batch: int, process_index: int = 0,
+                 process_count: int = 1, local_devices: int = 1) -> Iterator[dict]:
+  """One pass over the whole split, padded to full batches with a `mask`."""
+  check_divisible(global_batch, process_count * local_devices, "eval.batch_size")
+  per_host = global_batch // process_count
+  n = len(source)
+  for start in range(0, n, global_batch):
+    idx = np.arange(start, start + global_batch)
+    mask = idx < n
+    idx = np.where(mask, idx, 0)[process_index * per_host:(process_index + 1) * per_host]
+    mask = mask[process_index * per_host:(process_index + 1) * per_host]
+    images, labels = source.get(idx)
+    yield {"image": images.reshape(local_devices, -1, *images.shape[1:]),
+           "label": labels.reshape(local_devices, -1),
+           "mask": mask.reshape(local_devices, -1)}
+
+
+def check_images(images, image_shape, vocab_size: int, name: str = "data"):
+  """Host-side check that a batch matches the configured shape and vocabulary."""
+  if tuple(images.shape[-3:]) != tuple(image_shape):
+    raise ValueError(
+        f"{name}: images have shape {tuple(images.shape[-3:])} per example but "
+        f"config.data.image_shape is {tuple(image_shape)}.")
+  if images.min() < 0 or images.max() >= vocab_size:
+    raise ValueError(
+        f"{name}: pixel values span [{images.min()}, {images.max()}] but "
+        f"config.data.vocab_size={vocab_size} allows [0, {vocab_size - 1}].")

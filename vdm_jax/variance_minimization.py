@@ -44,12 +44,23 @@ class _Draws(NamedTuple):
   dropout: jax.Array
 
 
-def _draw(vdm: VDM, rng, shape) -> _Draws:
+def _draw(vdm: VDM, rng, shape, shard=(0, 1)) -> _Draws:
+  """Draws for the global batch of `count` shards, sliced to shard `index`.
+
+  Drawing globally and slicing (instead of drawing per device) makes N devices
+  compute exactly what one device computes on the same global batch,
+  antithetic t grid included. Only dropout differs: it is folded per shard.
+  """
+  index, count = shard
+  local = shape[0]
+  global_shape = (local * count, *shape[1:])
   t_rng, eps_rng, eps0_rng, drop_rng = jax.random.split(rng, 4)
-  t = losses.sample_times(t_rng, shape[0], antithetic=vdm.antithetic,
+  t = losses.sample_times(t_rng, global_shape[0], antithetic=vdm.antithetic,
                           num_steps=vdm.num_steps)
-  return _Draws(t, jax.random.normal(eps_rng, shape, jnp.float32),
-                jax.random.normal(eps0_rng, shape, jnp.float32), drop_rng)
+  eps = jax.random.normal(eps_rng, global_shape, jnp.float32)
+  eps_0 = jax.random.normal(eps0_rng, global_shape, jnp.float32)
+  take = lambda v: jax.lax.dynamic_slice_in_dim(v, index * local, local)
+  return _Draws(take(t), take(eps), take(eps_0), jax.random.fold_in(drop_rng, index))
 
 
 def _schedule_outputs(vdm: VDM, schedule_params, t):
@@ -87,7 +98,7 @@ def _bpd_scale(x_int):
 
 
 def vlb_loss(vdm: VDM, params, rng, x_int, *, train: bool = True, label=None,
-             dtype=jnp.float32):
+             dtype=jnp.float32, shard=(0, 1)):
   """Mean -VLB in bits/dim over the batch, and per-term metrics.
 
   The plain objective (differentiate it with `jax.grad` for the VLB gradient of
@@ -99,7 +110,7 @@ def vlb_loss(vdm: VDM, params, rng, x_int, *, train: bool = True, label=None,
     recon_bpd, diffusion_bpd_var).
   """
   f = losses.encode_discrete(x_int, vdm.vocab_size)
-  draws = _draw(vdm, rng, f.shape)
+  draws = _draw(vdm, rng, f.shape, shard)
   sched_vals = _schedule_outputs(vdm, params["schedule"], draws.t)
   diff = _per_example_diffusion(vdm, params["network"], sched_vals, f, draws,
                                 train=train, label=label, dtype=dtype)
@@ -121,7 +132,7 @@ def _summarise(x_int, diff, prior, recon):
 
 def vlb_loss_and_grads(vdm: VDM, params, rng, x_int, *, train: bool = True,
                        label=None, dtype=jnp.float32,
-                       variance_minimization: bool = True):
+                       variance_minimization: bool = True, shard=(0, 1)):
   """Mean -VLB (bpd), metrics and gradients, with the variance-minimising rule.
 
   Gradients: network and endpoint parameters get d E[L] (identical to
@@ -139,12 +150,15 @@ def vlb_loss_and_grads(vdm: VDM, params, rng, x_int, *, train: bool = True,
     label: optional `[B]` class labels.
     dtype: network input/compute dtype (bfloat16 for mixed precision).
     variance_minimization: apply the VDM App. I.2 rule to shape parameters.
+    shard: (index, count) of this device's slice of the global batch (under
+      pmap: (axis_index, axis_size)); the random draws are made for the global
+      batch and sliced, so the result does not depend on the device count.
 
   Returns:
     (loss, metrics, grads) with `grads` shaped like `params`.
   """
   f = losses.encode_discrete(x_int, vdm.vocab_size)
-  draws = _draw(vdm, rng, f.shape)
+  draws = _draw(vdm, rng, f.shape, shard)
   scale = _bpd_scale(x_int)
   batch = f.shape[0]
 

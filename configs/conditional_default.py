@@ -1,0 +1,94 @@
+"""Shared defaults of the conditional-estimator experiments (CDE, CDiffE, MS-CDiffE).
+
+Task configs (`conditional_sr.py`, `conditional_inpainting.py`,
+`conditional_edges.py`) import `get_config` from here and change only their
+deltas. Every estimator of one run gets the same network family, training
+budget and sampler; only the output channels differ (x vs. x + y).
+
+  python experiments/conditional_estimators.py \\
+      --config configs/conditional_sr.py:factor=4 --workdir results/conditional
+
+Sizes are for a laptop CPU (8x8 digits, a few minutes per task); `quick` in the
+arg shrinks everything for a smoke run.
+"""
+
+import math
+
+import ml_collections
+
+
+def parse_arg(arg, **defaults):
+  """'k1=v1,k2,...' -> dict; a bare key means True (big_vision `parse_arg` style)."""
+  out = dict(defaults)
+  out.setdefault("quick", False)
+  for item in filter(None, (arg or "").split(",")):
+    key, _, value = item.partition("=")
+    if key not in out:
+      raise ValueError(f"unknown config arg {key!r}; known: {sorted(out)}.")
+    out[key] = type(out[key])(value) if value else True
+  return out
+
+
+def get_config(arg=None):
+  """Default config; `arg` may contain 'quick'."""
+  args = parse_arg(arg)
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = "sr4"                  # tasks.make_task name
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "digits"        # 'digits' (bundled, offline) or 'tfds'
+  c.data.name = "mnist"           # tfds name when source == 'tfds' (download=False)
+  c.data.image_size = 8           # tfds images are resized to this (grey)
+  c.data.max_train = 0            # 0: all
+  c.data.pair_repeats = 1         # conditions drawn per training image (masks)
+  c.data.n_test = 64              # test conditions scored
+  c.data.n_samples = 4            # samples per condition (MSDiff draws 4)
+
+  c.sde = ml_collections.ConfigDict()
+  # VE SDEs as in MSDiff (maths sheet 1.1): sigma_max,x = sqrt(D_x).
+  c.sde.x_sigma_min = 0.01
+  c.sde.x_sigma_max = math.sqrt(8 * 8 * 1)
+  c.sde.y_sigma_min = 0.01
+  c.sde.y_sigma_max = 1.0         # MS-CDiffE's slow y (0.5 for SR in MSDiff)
+  c.sde.eps = 1e-3
+  c.sde.allow_faster_y = False    # MS-CDiffE y must not out-run x
+
+  c.model = ml_collections.ConfigDict()
+  c.model.kind = "unet"           # 'unet' (y as extra channels) or 'mlp' (flattened)
+  c.model.ch = 32
+  c.model.n_blocks = 1
+  c.model.ch_mult = (1, 2)
+  c.model.hidden = (512, 512, 512)  # mlp only
+  c.model.emb_dim = 64              # mlp only
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 1500            # same budget for every estimator
+  c.train.batch_size = 64
+  c.train.lr = 2e-3
+  c.train.warmup = 100
+  c.train.grad_clip = 1.0
+  c.train.ema = 0.995
+  c.train.weighting = "likelihood"  # Lambda_MLE = diag(g_x^2, g_y^2) (sheet 1.2)
+  c.train.log_every = 250
+
+  c.sampling = ml_collections.ConfigDict()
+  c.sampling.n_steps = 200        # reverse-diffusion predictor steps
+  c.sampling.corrector_steps = 0  # MSDiff: 1 Langevin step, snr 0.15
+  c.sampling.snr = 0.15
+  c.sampling.y_noise = "fresh"    # fresh y_t at every step (MSDiff default)
+
+  c.estimators = ("cde", "cdiffe", "ms_cdiffe")
+  c.grid_conditions = 6           # rows of the PNG grid
+
+  if args["quick"]:
+    c.data.max_train = 256
+    c.data.n_test = 8
+    c.data.n_samples = 2
+    c.model.ch = 16
+    c.train.steps = 30
+    c.train.batch_size = 16
+    c.train.log_every = 10
+    c.sampling.n_steps = 10
+    c.grid_conditions = 3
+  return c

@@ -1,0 +1,77 @@
+"""Shared defaults for every VDM experiment; experiment configs set only deltas.
+
+Every constant the trainer uses is a field here (seed, schedule constants,
+optimiser, EMA rate, durations), so any of them can be overridden from the
+command line, e.g. ``--config.optimizer.learning_rate=1e-4``.
+"""
+
+import ml_collections
+
+
+def get_default_config():
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = data = ml_collections.ConfigDict()
+  data.name = "digits"            # 'digits' (bundled with scikit-learn) or 'tfds'.
+  data.tfds_name = ""             # e.g. 'cifar10' when name == 'tfds'.
+  data.data_dir = ""              # tfds data dir; '' = tfds default.
+  data.train_split = "train"
+  data.test_split = "test"
+  data.split_seed = 0             # digits only: permutation defining train/test.
+  data.image_shape = (8, 8, 1)
+  data.vocab_size = 17
+  data.num_classes = 10           # only used when model.class_conditional.
+
+  config.model = model = ml_collections.ConfigDict()
+  model.schedule = "learned_linear"  # fixed_linear | cosine | learned_linear | learned_net
+  model.gamma_min = -13.3
+  model.gamma_max = 5.0
+  model.schedule_features = 1024     # learned_net only.
+  model.num_steps = 0                # T; 0 = continuous time.
+  model.antithetic = True
+  model.ch = 128
+  model.n_blocks = 32
+  model.ch_mult = (1,)
+  model.attn_in_blocks = False
+  model.dropout = 0.1
+  model.fourier_exponents = (7, 8)   # sin/cos(2^n pi z); period 2/2^n vs bin width 2/V.
+  model.class_conditional = False
+  model.dtype = "float32"            # 'bfloat16' for mixed precision (params stay float32).
+
+  config.training = training = ml_collections.ConfigDict()
+  training.batch_size = 128          # global, over all devices and hosts.
+  training.num_train_steps = 10_000_000
+  training.log_every = 100
+  training.save_every = 5000
+  training.keep_checkpoints = 3
+  training.variance_minimization = True  # only acts on schedules with shape params.
+  training.ema_rate = 0.9999
+
+  config.optimizer = opt = ml_collections.ConfigDict()
+  opt.learning_rate = 2e-4
+  opt.warmup_steps = 100
+  opt.b1 = 0.9
+  opt.b2 = 0.99
+  opt.eps = 1e-8
+  opt.weight_decay = 0.01
+  opt.decay_schedule_params = False  # The VDM code decays them (maths sheet P11); we don't.
+  opt.grad_clip = 1.0                # global-norm clipping; 0 disables.
+
+  config.eval = ev = ml_collections.ConfigDict()
+  ev.batch_size = 128
+  ev.num_t_draws = 4                 # test bpd averaged over this many (t, eps) draws.
+  ev.every_steps = 0                 # 0: evaluate only at the end.
+  ev.at_end = True
+  ev.max_batches = 0                 # 0: the whole test split.
+
+  config.sampling = sampling = ml_collections.ConfigDict()
+  sampling.num_samples = 64
+  sampling.num_steps = 1000          # T of the ancestral sampler (any T).
+  sampling.sample_softmax = False
+  sampling.at_end = True
+
+  config.compression = comp = ml_collections.ConfigDict()
+  comp.num_steps = 100               # T of the bits-back chain.
+  comp.latent_precision = 12         # bits of the latent grid per unit std.
+  return config

@@ -1,0 +1,123 @@
+"""The training system end to end on the tiny digits config."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import vdm_tiny
+from vdm_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+def _config(**overrides):
+  config = vdm_tiny.get_config()
+  for key, value in overrides.items():
+    section, field = key.split(".")
+    config[section][field] = value
+  return config
+
+
+def test_train_eval_sample_end_to_end(tmp_path):
+  config = _config(**{"training.num_train_steps": 40, "training.log_every": 10,
+                      "training.save_every": 20})
+  result = train.train_and_evaluate(config, str(tmp_path))
+  losses = _losses(tmp_path)
+  assert sorted(losses) == [10, 20, 30, 40]
+  assert all(np.isfinite(v) for v in losses.values())
+  assert losses[40] < losses[10], losses  # learning: the bound goes down.
+  assert np.isfinite(result["test_bpd"]) and result["test_bpd"] > 0
+  assert os.path.getsize(result["samples_png"]) > 100
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
+  # eval and sample modes reload the checkpoint.
+  np.testing.assert_allclose(train.run_eval(config, str(tmp_path)), result["test_bpd"],
+                             rtol=1e-5)
+  assert os.path.exists(train.run_sample(config, str(tmp_path)))
+
+
+def test_resume_reproduces_the_loss_sequence(tmp_path):
+  full, part = str(tmp_path / "full"), str(tmp_path / "part")
+  no_end = {"eval.at_end": False, "sampling.at_end": False}
+  train.train_and_evaluate(_config(**no_end), full)
+  train.train_and_evaluate(_config(**{"training.num_train_steps": 3}, **no_end), part)
+  assert sorted(_losses(part)) == [1, 2, 3]
+  train.train_and_evaluate(_config(**no_end), part)  # restarts at step 3.
+  a, b = _losses(full), _losses(part)
+  assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
+  assert [a[k] for k in sorted(a)] == [b[k] for k in sorted(b)]
+
+
+def test_four_devices_equal_one_device():
+  assert jax.local_device_count() == 4, "tests/conftest.py sets 4 CPU devices"
+  config = _config()
+  vdm = train.build_vdm(config)
+  optimizer = train.build_optimizer(config)
+  state = train.create_train_state(config, vdm, optimizer, jax.random.key(0))
+  images = jax.random.randint(jax.random.key(1), (8, 8, 8, 1), 0, 17)
+  batch = {"image": images, "label": jnp.zeros((8,), jnp.int32)}
+  rng = jax.random.key(2)
+  one_state, one_metrics = jax.jit(lambda s, b: train.train_step(
+      s, b, rng, vdm=vdm, optimizer=optimizer, config=config))(state, batch)
+  p_step = jax.pmap(lambda s, b: train.train_step(
+      s, b, rng, vdm=vdm, optimizer=optimizer, config=config, axis_name=train.AXIS),
+                    axis_name=train.AXIS)
+  sharded = jax.tree.map(lambda x: x.reshape(4, 2, *x.shape[1:]), batch)
+  four_state, four_metrics = p_step(train.replicate(state), sharded)
+  jax.block_until_ready(four_state)
+  np.testing.assert_allclose(four_metrics["loss"][0], one_metrics["loss"], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-6),
+               four_state.params, one_state.params)
+  # All replicas agree (the pmean really averaged).
+  jax.tree.map(lambda a: np.testing.assert_array_equal(a[0], a[3]), four_state.params)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  no_end = {"eval.at_end": False, "sampling.at_end": False}
+  train.train_and_evaluate(_config(**{"training.num_train_steps": 2,
+                                      "training.save_every": 2}, **no_end), str(tmp_path))
+  bad = _config(**{"training.num_train_steps": 4, "training.save_every": 1,
+                   "optimizer.learning_rate": float("inf")}, **no_end)
+  with pytest.raises(RuntimeError, match=r"Non-finite .* step 3 .*last good checkpoint is step 2"):
+    train.train_and_evaluate(bad, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+  _, params, step = train.load_params(_config(), str(tmp_path))
+  assert step == 2
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
+
+
+def test_wrong_data_shape_is_a_clear_error(tmp_path):
+  config = _config(**{"data.image_shape": (16, 16, 1)})
+  with pytest.raises(ValueError, match=r"shape \(8, 8, 1\) per example but config.data.image_shape is \(16, 16, 1\)"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_indivisible_batch_is_a_clear_error(tmp_path):
+  with pytest.raises(ValueError, match="batch_size=6 must be divisible by the number of devices"):
+    train.train_and_evaluate(_config(**{"training.batch_size": 6}), str(tmp_path))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.optimizer.learning_ratee=1e-3", "learning_ratee"),
+    ("--config.training.batch_size=many", "batch_size"),
+])
+def test_bad_override_fails_before_compute(tmp_path, override, message):
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "launch.py"),
+       f"--config={os.path.join(ROOT, 'configs/vdm_tiny.py')}",
+       f"--workdir={tmp_path}", override],
+      capture_output=True, text=True, timeout=120, cwd=ROOT)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert not os.path.exists(tmp_path / "checkpoints")
