@@ -137,3 +137,21 @@ def test_image_io_npy_and_png(tmp_path, images):
     compression.read_images(str(tmp_path / "f.npy"))
   with pytest.raises(ValueError, match="no PNG"):
     compression.read_images(str(tmp_path / "empty*.png"))
+
+
+def test_cli_compress_decompress(tmp_path, model, images):
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from vdm_jax.compression import cli  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict({"compression": {"num_steps": 2, "latent_precision": 2}})
+  spec = (model.eps_fn, model.gamma_fn, V, compression.hash_params(model.params))
+  src = tmp_path / "in.npy"
+  np.save(src, images)
+  out = cli.run("compress", config, str(tmp_path), str(src), str(tmp_path / "x.vdmc"), model=spec)
+  assert out["images"] == 6 and out["bytes"] == (tmp_path / "x.vdmc").stat().st_size
+  res = cli.run("decompress", config, str(tmp_path), str(tmp_path / "x.vdmc"),
+                str(tmp_path / "y.npy"), model=spec)
+  np.testing.assert_array_equal(np.load(res["output"]), images)
+  assert len(list((tmp_path / "y").glob("*.png"))) == 6
+  np.save(src, images + V)
+  with pytest.raises(ValueError, match="vocab_size"):
+    cli.run("compress", config, str(tmp_path), str(src), str(tmp_path / "z.vdmc"), model=spec)
