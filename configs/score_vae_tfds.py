@@ -46,6 +46,7 @@ def get_config(arg="cifar10"):
   c.encoder.hidden = (1024,)
   c.train.steps = 200_000
   c.train.lr = 2e-4
+  c.train.betas = (0.01,)
   c.vae.hidden = (1024, 1024)
   c.eval.sde_steps = 1000
   c.eval.ode_steps = 128

@@ -264,7 +264,11 @@ def batched(fn, x, batch_size, *args):
 
 
 def score_row(recon, xte, yte, feats, classify, cutoff, ref_feats):
-  to01 = lambda v: np.clip((np.asarray(v) + 1.0) / 2.0, 0.0, 1.0)
+  """Metrics of one set of reconstructions (clipped to the data range [-1, 1])."""
+  recon = np.asarray(recon)
+  nonfinite = float(np.mean(~np.isfinite(recon)))
+  recon = np.clip(np.nan_to_num(recon, nan=0.0), -1.0, 1.0)
+  to01 = lambda v: (np.asarray(v) + 1.0) / 2.0
   r, x = to01(recon), to01(xte)
   row = {
       "psnr_db": float(np.mean(cond_metrics.psnr(r, x, data_range=1.0))),
@@ -275,6 +279,10 @@ def score_row(recon, xte, yte, feats, classify, cutoff, ref_feats):
   }
   if classify is not None and yte is not None:
     row["class_acc"] = float(np.mean(classify(recon) == yte))
+  if nonfinite:
+    print(f"  warning: {nonfinite:.1%} of reconstructed pixels non-finite "
+          "(set to 0); use more sampler steps.")
+    row["nonfinite_frac"] = nonfinite
   return row
 
 
@@ -297,7 +305,8 @@ def save_grid(path, rows, names, n):
 
 
 def markdown_table(rows):
-  cols = ["psnr_db", "ssim", "l2", "hf_ratio", "frechet", "class_acc"]
+  cols = ["psnr_db", "ssim", "l2", "hf_ratio", "frechet", "class_acc",
+          "kl_nats"]
   cols = [c for c in cols if any(c in r for r in rows.values())]
   lines = ["| method | " + " | ".join(cols) + " |",
            "|---" * (len(cols) + 1) + "|"]
@@ -308,89 +317,110 @@ def markdown_table(rows):
 
 
 # ------------------------------------------------------------------- main ----
+def train_pair(config, sde, prior_score_apply, prior_params, xtr, beta, rng):
+  """Trains a ScoreVAE encoder and a Gaussian VAE (same encoder, K, steps, beta)."""
+  r_enc, r_vae = jax.random.split(rng)
+  data_shape = xtr.shape[1:]
+  encoder = make_encoder(config.encoder)
+  k = config.encoder.latent_dim
+  tc = config.train
+  x1 = jnp.asarray(xtr[:1])
+  sv_loss = score_vae.make_scorevae_loss(
+      sde, prior_score_apply, encoder.apply, latent_dim=k, beta=beta,
+      weighting=tc.weighting, include_log_var=tc.include_log_var,
+      t_min=config.sde.t_min)
+  t0 = time.time()
+  enc_params, _, sv_hist = fit(
+      lambda p, key, x: sv_loss(p, prior_params, key, x)[0],
+      encoder.init(r_enc, x1, jnp.zeros((1,))), xtr, steps=tc.steps,
+      batch_size=tc.batch_size, lr=tc.lr, rng=r_enc,
+      name=f"scorevae beta={beta}")
+  sv_time = time.time() - t0
+
+  decoder = score_vae.GaussianDecoder(data_shape, hidden=tuple(config.vae.hidden))
+  vae_params0 = {"encoder": encoder.init(r_vae, x1, jnp.zeros((1,))),
+                 "decoder": decoder.init(r_vae, jnp.zeros((1, k)))}
+  vae_loss = score_vae.make_vae_loss(encoder.apply, decoder.apply,
+                                     latent_dim=k, beta=beta)
+  t0 = time.time()
+  vae_params, _, vae_hist = fit(
+      lambda p, key, x: vae_loss(p, key, x)[0], vae_params0, xtr,
+      steps=tc.steps, batch_size=tc.batch_size, lr=tc.lr, rng=r_vae,
+      name=f"vae beta={beta}")
+  return {"encoder": encoder, "decoder": decoder, "enc_params": enc_params,
+          "vae_params": vae_params, "sv_loss": sv_hist[-1],
+          "vae_loss": vae_hist[-1], "sv_train_s": sv_time,
+          "vae_train_s": time.time() - t0}
+
+
+def reconstruct_all(config, sde, prior_score_apply, prior_params, pair, xte, rng):
+  """Returns {name: [N, ...] reconstructions} for the VAE and ScoreVAE decoders."""
+  ec = config.eval
+  encoder, data_shape = pair["encoder"], xte.shape[1:]
+  enc_params = pair["enc_params"]
+  score = score_vae.make_conditional_score(
+      prior_score_apply, encoder.apply,
+      include_log_var=config.train.include_log_var)
+  decoders = {
+      "ScoreVAE (reverse SDE)": jax.jit(score_vae.make_decoder(
+          sde, score, data_shape, n_steps=ec.sde_steps, method="sde",
+          t_min=config.sde.t_min)),
+      "ScoreVAE (PF-ODE)": jax.jit(score_vae.make_decoder(
+          sde, score, data_shape, n_steps=ec.ode_steps, method="ode",
+          t_min=config.sde.t_min)),
+  }
+  encode = jax.jit(lambda x: score_vae.encode(encoder.apply, enc_params, x))
+  vae_rec = jax.jit(lambda x: score_vae.vae_reconstruct(
+      encoder.apply, pair["decoder"].apply, pair["vae_params"], x))
+  out = {"Gaussian VAE": batched(vae_rec, xte, ec.batch_size)}
+  z = batched(encode, xte, ec.batch_size)
+  for i, (name, dec) in enumerate(decoders.items()):
+    out[name] = batched(lambda zz, key, dec=dec: dec(prior_params, enc_params,
+                                                     zz, key),
+                        z, ec.batch_size, jax.random.fold_in(rng, i))
+  return out
+
+
+def save_tradeoff_plot(path, rows, betas):
+  """PSNR (distortion) against high-frequency ratio (sharpness), one line per model."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(5, 4))
+  for method, marker in (("Gaussian VAE", "o"), ("ScoreVAE (reverse SDE)", "s"),
+                         ("ScoreVAE (PF-ODE)", "^")):
+    pts = [(rows[f"{method}, beta={b:g}"]["hf_ratio"],
+            rows[f"{method}, beta={b:g}"]["psnr_db"]) for b in betas]
+    ax.plot(*zip(*pts), marker=marker, label=method)
+    for b, (hx, py) in zip(betas, pts):
+      ax.annotate(f"{b:g}", (hx, py), fontsize=7)
+  ax.axvline(1.0, color="gray", lw=0.8, ls="--")
+  ax.set_xlabel("high-frequency energy / data (1 = data sharpness)")
+  ax.set_ylabel("PSNR (dB)")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def run(config, workdir):
   """Runs all stages; returns the results dict (also written to workdir)."""
   os.makedirs(workdir, exist_ok=True)
   rng = jax.random.key(config.seed)
-  r_prior, r_enc, r_vae, r_feat, r_dec = jax.random.split(rng, 5)
+  r_prior, r_train, r_feat, r_dec = jax.random.split(rng, 4)
   xtr, ytr, xte, yte = load_data(config.data)
   data_shape = xtr.shape[1:]
   print(f"data: train {xtr.shape}, test {xte.shape}")
   sde = VPSDE(beta_min=config.sde.beta_min, beta_max=config.sde.beta_max,
               eps=config.sde.t_min)
-  timings = {}
-
-  # Prior.
+  ec = config.eval
   prior_score_apply, prior_params, prior_info = train_or_load_prior(
       config, sde, xtr, workdir, r_prior)
-
-  # ScoreVAE encoder.
-  encoder = make_encoder(config.encoder)
-  k = config.encoder.latent_dim
-  enc_params0 = encoder.init(r_enc, jnp.asarray(xtr[:1]), jnp.zeros((1,)))
-  tc = config.train
-  sv_loss = score_vae.make_scorevae_loss(
-      sde, prior_score_apply, encoder.apply, latent_dim=k, beta=tc.beta,
-      weighting=tc.weighting, include_log_var=tc.include_log_var,
-      t_min=config.sde.t_min)
-  t0 = time.time()
-  enc_params, _, sv_hist = fit(
-      lambda p, key, x: sv_loss(p, prior_params, key, x)[0], enc_params0, xtr,
-      steps=tc.steps, batch_size=tc.batch_size, lr=tc.lr, rng=r_enc,
-      name="scorevae")
-  timings["scorevae_train_s"] = time.time() - t0
-
-  # Gaussian VAE with the same encoder architecture and latent size.
-  decoder = score_vae.GaussianDecoder(data_shape, hidden=tuple(config.vae.hidden))
-  vae_params0 = {"encoder": encoder.init(r_vae, jnp.asarray(xtr[:1]),
-                                         jnp.zeros((1,))),
-                 "decoder": decoder.init(r_vae, jnp.zeros((1, k)))}
-  vae_loss = score_vae.make_vae_loss(encoder.apply, decoder.apply,
-                                     latent_dim=k, beta=tc.beta)
-  t0 = time.time()
-  vae_params, _, vae_hist = fit(
-      lambda p, key, x: vae_loss(p, key, x)[0], vae_params0, xtr,
-      steps=tc.steps, batch_size=tc.batch_size, lr=tc.lr, rng=r_vae, name="vae")
-  timings["vae_train_s"] = time.time() - t0
-
-  # Latent KLs on the test set.
-  def mean_kl(params):
-    m, lv = encoder.apply(params, jnp.asarray(xte), jnp.zeros((len(xte),)))
-    return float(jnp.mean(score_vae.kl_to_standard_normal(m, lv)))
-
-  # Reconstructions.
-  ec = config.eval
-  score = score_vae.make_conditional_score(
-      prior_score_apply, encoder.apply, include_log_var=tc.include_log_var)
-  dec_sde = jax.jit(score_vae.make_decoder(
-      sde, score, data_shape, n_steps=ec.sde_steps, method="sde",
-      t_min=config.sde.t_min))
-  dec_ode = jax.jit(score_vae.make_decoder(
-      sde, score, data_shape, n_steps=ec.ode_steps, method="ode",
-      t_min=config.sde.t_min))
-  encode = jax.jit(lambda x: score_vae.encode(encoder.apply, enc_params, x))
-  recon_vae = batched(jax.jit(lambda x: score_vae.vae_reconstruct(
-      encoder.apply, decoder.apply, vae_params, x)), xte, ec.batch_size)
-  z = batched(encode, xte, ec.batch_size)
-  t0 = time.time()
-  recon_sde = batched(lambda zz, key: dec_sde(prior_params, enc_params, zz, key),
-                      z, ec.batch_size, jax.random.fold_in(r_dec, 0))
-  timings["scorevae_decode_sde_s"] = time.time() - t0
-  t0 = time.time()
-  recon_ode = batched(lambda zz, key: dec_ode(prior_params, enc_params, zz, key),
-                      z, ec.batch_size, jax.random.fold_in(r_dec, 1))
-  timings["scorevae_decode_ode_s"] = time.time() - t0
-  # Unconditional prior samples (z ignored): the distortion floor of a decoder
-  # that does not use the latent at all.
-  prior_only = jax.jit(lambda key: score_vae.solve_probability_flow(
-      sde, lambda x, t: prior_score_apply(prior_params, x, t),
-      sde.prior_sample(key, xte.shape), n_steps=ec.ode_steps,
-      t_min=config.sde.t_min))(jax.random.fold_in(r_dec, 2))
-
-  # Metrics.
   feats, classify, feat_desc = make_feature_fn(ec, xtr, ytr, r_feat)
   ref = feats(xte)
-  rows = {}
+  args = (xte, yte, feats, classify, ec.hf_cutoff, ref)
+
+  rows, extra = {}, {}
   n_ref = min(len(xte), len(xtr))
   rows["training images (reference)"] = {
       "frechet": metrics.frechet_distance(feats(xtr[-n_ref:]), ref),
@@ -399,40 +429,64 @@ def run(config, workdir):
   if classify is not None and yte is not None:
     rows["training images (reference)"]["class_acc"] = float(
         np.mean(classify(xte) == yte))
-  args = (xte, yte, feats, classify, ec.hf_cutoff, ref)
-  rows["Gaussian VAE"] = score_row(recon_vae, *args)
-  rows["ScoreVAE (reverse SDE)"] = score_row(recon_sde, *args)
-  rows["ScoreVAE (PF-ODE)"] = score_row(recon_ode, *args)
+  # Unconditional prior samples (z ignored): what a decoder that ignores the
+  # latent would score.
+  prior_only = jax.jit(lambda key: score_vae.solve_probability_flow(
+      sde, lambda x, t: prior_score_apply(prior_params, x, t),
+      sde.prior_sample(key, xte.shape), n_steps=ec.ode_steps,
+      t_min=config.sde.t_min))(jax.random.fold_in(r_dec, 99))
   rows["prior samples, no latent"] = score_row(np.asarray(prior_only), *args)
 
+  betas = tuple(float(b) for b in config.train.betas)
+  for i, beta in enumerate(betas):
+    pair = train_pair(config, sde, prior_score_apply, prior_params, xtr, beta,
+                      jax.random.fold_in(r_train, i))
+    t0 = time.time()
+    recons = reconstruct_all(config, sde, prior_score_apply, prior_params, pair,
+                             xte, jax.random.fold_in(r_dec, i))
+    decode_s = time.time() - t0
+    for name, rec in recons.items():
+      rows[f"{name}, beta={beta:g}"] = score_row(rec, *args)
+
+    def mean_kl(params, encoder=pair["encoder"]):
+      m, lv = encoder.apply(params, jnp.asarray(xte), jnp.zeros((len(xte),)))
+      return float(jnp.mean(score_vae.kl_to_standard_normal(m, lv)))
+
+    rows[f"ScoreVAE (reverse SDE), beta={beta:g}"]["kl_nats"] = mean_kl(
+        pair["enc_params"])
+    rows[f"ScoreVAE (PF-ODE), beta={beta:g}"]["kl_nats"] = rows[
+        f"ScoreVAE (reverse SDE), beta={beta:g}"]["kl_nats"]
+    rows[f"Gaussian VAE, beta={beta:g}"]["kl_nats"] = mean_kl(
+        pair["vae_params"]["encoder"])
+    extra[f"beta={beta:g}"] = {
+        "final_train_loss": {"ScoreVAE": pair["sv_loss"],
+                             "Gaussian VAE": pair["vae_loss"]},
+        "timings_s": {"scorevae_train": pair["sv_train_s"],
+                      "vae_train": pair["vae_train_s"], "decode_all": decode_s}}
+    n = min(ec.n_grid, len(xte))
+    save_grid(os.path.join(workdir, f"reconstructions_beta{beta:g}.png"),
+              [xte] + list(recons.values()),
+              ["original", "Gaussian VAE", "ScoreVAE SDE", "ScoreVAE ODE"], n)
+
+  save_tradeoff_plot(os.path.join(workdir, "psnr_vs_sharpness.png"), rows, betas)
   results = {
-      "table": rows,
-      "latent_kl_nats": {"ScoreVAE": mean_kl(enc_params),
-                         "Gaussian VAE": mean_kl(vae_params["encoder"])},
-      "final_train_loss": {"ScoreVAE": sv_hist[-1], "Gaussian VAE": vae_hist[-1]},
-      "prior": prior_info,
-      "timings_s": timings,
-      "features": feat_desc,
-      "n_test": int(len(xte)),
+      "table": rows, "per_beta": extra, "prior": prior_info,
+      "features": feat_desc, "n_test": int(len(xte)),
       "config": json.loads(config.to_json()),
       "metrics_note": ("PSNR/SSIM/L2 on [0,1] pixels against the test image; "
                        "hf_ratio = mean spectral power above "
                        f"{ec.hf_cutoff} cycles/pixel, relative to the test "
                        "images (1 = data-like sharpness); frechet = Frechet "
-                       "distance to the test images' features."),
+                       "distance to the test images' features; kl_nats = "
+                       "mean KL(q(z|x) || N(0, I)) on the test images."),
   }
   table = markdown_table(rows)
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
   with open(os.path.join(workdir, "table.md"), "w") as f:
     f.write(table + "\n")
-  n = min(ec.n_grid, len(xte))
-  save_grid(os.path.join(workdir, "reconstructions.png"),
-            [xte, recon_vae, recon_sde, recon_ode],
-            ["original", "Gaussian VAE", "ScoreVAE SDE", "ScoreVAE ODE"], n)
   print(table)
-  print("latent KL (nats):", results["latent_kl_nats"])
-  print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
+  print(json.dumps(extra, indent=1))
   return results
 
 
