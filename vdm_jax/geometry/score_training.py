@@ -17,9 +17,19 @@ The estimator only queries the score at one small noise level, so the schedule
 range defaults to a band of low noise (gamma in [-10, -3]: sigma/alpha from
 0.007 to 0.22) rather than the full VDM range [-13.3, 5]; this is a deliberate
 deviation from the paper (which trains a VE-SDE over sigma in [0.01, 4] or [0.01,
-50]) to make CPU training short. The network may predict eps ('eps') or x
-('x0'); the x0 form makes eps_hat = (z - alpha x_hat) / sigma, which at small
-sigma is easier for an MLP (it only has to learn the projection onto M).
+50]) to make CPU training short.
+
+The network output `out` is turned into eps_hat in one of three ways:
+
+* 'eps': eps_hat = out;
+* 'x0': x_hat = out, eps_hat = (z - alpha x_hat) / sigma;
+* 'residual': x_hat = z / alpha + out, i.e. eps_hat = -(alpha / sigma) out =
+  -e^{-gamma/2} out. The net then learns the displacement back to M,
+  x - z / alpha, which near M is about -(normal offset) and does not depend on
+  the noise level, whereas an eps net must learn a 1/sigma_t slope in the
+  normal directions (a product of t and z an MLP learns slowly). This is the
+  score-scaled-by-1/sigma output of the authors' networks; on a 10-sphere in
+  R^100 it reaches k_hat = 11 in 1000 steps where 'eps' gives 27-30.
 
 This is a deliberately small, single-device loop (`lax.scan` over steps, EMA
 of the parameters); the general trainer is `vdm_jax.train`.
@@ -46,7 +56,7 @@ from vdm_jax import _checks
 from vdm_jax import parameterizations
 from vdm_jax import schedules
 
-PARAMETERIZATIONS = ("eps", "x0")
+PARAMETERIZATIONS = ("eps", "x0", "residual")
 
 
 class ScoreTrainState(NamedTuple):
@@ -80,7 +90,7 @@ def predict_eps(model: nn.Module, params, z, t, *, gamma_min: float,
     z: `[B, ...]` noisy inputs.
     t: scalar or `[B]` times in [0, 1] (also the network's t_in).
     gamma_min, gamma_max: the linear schedule's endpoints.
-    parameterization: 'eps' or 'x0'.
+    parameterization: 'eps', 'x0' or 'residual'.
 
   Returns:
     `[B, ...]` eps prediction.
@@ -93,7 +103,11 @@ def predict_eps(model: nn.Module, params, z, t, *, gamma_min: float,
   if parameterization == "eps":
     return out
   gamma = _gamma(t, gamma_min, gamma_max)
-  return parameterizations.x0_to_eps(out, z, gamma)
+  if parameterization == "x0":
+    return parameterizations.x0_to_eps(out, z, gamma)
+  # residual: x_hat = z / alpha + out, so eps_hat = -(alpha / sigma) out.
+  ratio = _checks.broadcast_to_data(jnp.exp(-0.5 * gamma), z)
+  return -ratio * out
 
 
 def make_loss_fn(model: nn.Module, *, gamma_min: float, gamma_max: float,
@@ -156,7 +170,7 @@ def train_score_model(model: nn.Module, x_train, rng, *, num_steps: int,
     warmup_steps: warm-up length.
     ema_decay: EMA rate of the returned `ema_params`.
     gamma_min, gamma_max: the trained log-SNR band.
-    parameterization: 'eps' or 'x0'.
+    parameterization: 'eps', 'x0' or 'residual'.
     steps_per_call: steps fused in one jitted `lax.scan`.
     grad_clip: global-norm gradient clipping.
     log_fn: optional ``log_fn(step, mean_loss)`` called after each scan.
