@@ -125,3 +125,28 @@ def test_decoding_reproduces_exact_posterior(method):
   scale = float(jnp.sqrt(jnp.max(jnp.diag(C))))
   np.testing.assert_allclose(mean, m, atol=0.06 * scale)
   np.testing.assert_allclose(cov, C, atol=0.08 * scale**2)
+
+
+@pytest.mark.parametrize("which", ["ddim_eta1", "pc_em"])
+def test_decoding_with_sde_toolkit_samplers(which):
+  # Any vdm_jax.sde sampler decodes: DDIM with eta = 1 is the ancestral
+  # sampler p(x_s | x_t); pc_sample is Euler-Maruyama predictor-corrector.
+  import functools  # pylint: disable=g-import-not-at-top
+  from vdm_jax.sde import samplers  # pylint: disable=g-import-not-at-top
+  sde = VPSDE()
+  lg = random_model(sde, d=2, k=1, seed=4)
+  z_one = jnp.array([-0.7])
+  n = 3000
+  enc = lambda p, x, t: (lg.latent_mean_var(x, t)[0],
+                         jnp.log(lg.latent_mean_var(x, t)[1]))
+  score = score_vae.make_conditional_score(lambda p, x, t: lg.prior_score(x, t), enc)
+  sampler = {
+      "ddim_eta1": functools.partial(samplers.ddim_sample, n_steps=200, eta=1.0),
+      "pc_em": functools.partial(samplers.pc_sample, n_steps=300),
+  }[which]
+  decode = jax.jit(score_vae.make_decoder(sde, score, (2,), sampler=sampler))
+  x = decode({}, {}, jnp.broadcast_to(z_one, (n, 1)), jax.random.key(6))
+  m, C = lg.posterior(z_one)
+  scale = float(jnp.sqrt(jnp.max(jnp.diag(C))))
+  np.testing.assert_allclose(x.mean(0), m, atol=0.07 * scale)
+  np.testing.assert_allclose(jnp.cov(x.T), C, atol=0.1 * scale**2)
