@@ -1,16 +1,26 @@
 """vdm_jax: likelihood-based diffusion models and score tools in JAX/Flax.
 
 The top level re-exports the VDM core (schedules, parameterisations, losses,
-sampling). Subpackages (`vdm_jax.sde`, `vdm_jax.geometry`, ...) are imported
-explicitly; importing `vdm_jax` pulls in no absl flags, tfds or orbax.
+sampling, the VDM model and its variance-minimising objective). Subpackages
+(`vdm_jax.sde`, `vdm_jax.conditional`, `vdm_jax.multiscale`,
+`vdm_jax.score_vae`, `vdm_jax.geometry`, `vdm_jax.compression`) are imported
+explicitly. Importing `vdm_jax` pulls in no absl flags, tfds or orbax.
 """
 
+from vdm_jax import losses
 from vdm_jax import parameterizations
+from vdm_jax import sampling
 from vdm_jax import schedules
+from vdm_jax import variance_minimization
+from vdm_jax.model import VDM
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "VDM",
+    "losses",
     "parameterizations",
+    "sampling",
     "schedules",
+    "variance_minimization",
 ]

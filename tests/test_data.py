@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from vdm_jax import data
+from vdm_jax import images
+
+
+def test_digits_split_is_fixed_and_disjoint():
+  train_x, train_y = data.digits_arrays("train")
+  test_x, _ = data.digits_arrays("test")
+  assert train_x.shape == (1500, 8, 8, 1) and test_x.shape == (297, 8, 8, 1)
+  assert train_x.dtype == np.uint8 and train_x.max() == 16 and train_x.min() == 0
+  assert set(np.unique(train_y)) == set(range(10))
+  all_x, _ = data.digits_arrays("all")
+  np.testing.assert_array_equal(np.concatenate([test_x, train_x]), all_x)
+  with pytest.raises(ValueError, match="split"):
+    data.digits_arrays("valid")
+
+
+def test_batch_indices_are_epoch_permutations_and_resumable():
+  n, b = 10, 4
+  stream = np.concatenate([data.batch_indices(k, b, n, seed=3) for k in range(5)])
+  assert sorted(stream[:10]) == list(range(10))  # epoch 0 is a permutation
+  assert sorted(stream[10:20]) == list(range(10))  # and so is epoch 1
+  np.testing.assert_array_equal(data.batch_indices(3, b, n, 3), stream[12:16])
+  assert not np.array_equal(data.batch_indices(0, b, n, 3), data.batch_indices(0, b, n, 4))
+
+
+def test_hosts_and_devices_partition_the_global_batch():
+  source = data._ArraySource(*data.digits_arrays("test"))
+  whole = next(data.train_batches(source, global_batch=8, start_step=5, seed=0))
+  parts = [next(data.train_batches(source, global_batch=8, start_step=5, seed=0,
+                                   process_index=p, process_count=2, local_devices=2))
+           for p in range(2)]
+  assert parts[0]["image"].shape == (2, 2, 8, 8, 1)
+  stacked = np.concatenate([p["image"].reshape(-1, 8, 8, 1) for p in parts])
+  np.testing.assert_array_equal(stacked, whole["image"][0])
+  with pytest.raises(ValueError, match="divisible by the number of devices"):
+    next(data.train_batches(source, global_batch=6, start_step=0, seed=0, local_devices=4))
+
+
+def test_eval_batches_cover_the_split_once():
+  source = data._ArraySource(*data.digits_arrays("test"))
+  masks = [b["mask"] for b in data.eval_batches(source, global_batch=100, local_devices=4)]
+  assert sum(int(m.sum()) for m in masks) == 297
+  assert masks[0].shape == (4, 25)
+
+
+def test_check_images_names_the_problem():
+  x = np.zeros((2, 8, 8, 1), np.uint8)
+  data.check_images(x, (8, 8, 1), 17)
+  with pytest.raises(ValueError, match="image_shape"):
+    data.check_images(x, (8, 8, 3), 17)
+  with pytest.raises(ValueError, match="vocab_size=17"):
+    data.check_images(x + 20, (8, 8, 1), 17)
+
+
+def test_missing_tfds_dataset_fails_at_once(tmp_path):
+  import ml_collections
+  config = ml_collections.ConfigDict({"data": {
+      "name": "tfds", "tfds_name": "mnist", "data_dir": str(tmp_path),
+      "train_split": "train", "test_split": "test", "split_seed": 0}})
+  with pytest.raises(FileNotFoundError, match="never downloads"):
+    data.make_source(config, "train")
+
+
+def test_sample_grid_png(tmp_path):
+  x = np.random.default_rng(0).integers(0, 17, (6, 8, 8, 1))
+  grid = images.make_grid(images.to_uint8(x, 17), ncols=3)
+  assert grid.shape == (2 * 9 + 1, 3 * 9 + 1, 1)
+  assert images.to_uint8(np.array([16]), 17)[0] == 255
+  path = images.save_grid(x, str(tmp_path / "g.png"), vocab_size=17)
+  from PIL import Image
+  assert Image.open(path).size[0] > 100
