@@ -32,8 +32,15 @@ import os
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
+# Running `python benchmarks/x.py` puts benchmarks/ first on sys.path, where
+# benchmarks/compression.py shadows the `compression` package that jax's
+# compilation cache tries to import; drop that entry before importing jax.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(
+    os.path.abspath(__file__)):
+  sys.path.pop(0)
+
+import jax  # noqa: E402  pylint: disable=wrong-import-position
+import jax.numpy as jnp  # noqa: E402  pylint: disable=wrong-import-position
 
 from vdm_jax.multiscale import model as ms_model
 from vdm_jax.multiscale import nonuniform
@@ -86,8 +93,12 @@ def matched_width(cfg_mod, res, width, channels):
   ws = [max(4, width // 2), width, 2 * width]
   ps = [_param_count(cfg_mod, "multiscale", res, width, channels, w) for w in ws]
   a, b, c = jnp.polyfit(jnp.array(ws, jnp.float32), jnp.array(ps, jnp.float32), 2)
-  root = (-b + jnp.sqrt(b * b - 4 * a * (c - target))) / (2 * a)
-  return 2 * int(round(float(root) / 2))  # the time embedding needs an even width
+  root = float((-b + jnp.sqrt(b * b - 4 * a * (c - target))) / (2 * a))
+  # The time embedding needs an even width: take the closer even neighbour.
+  lo = max(4, 2 * int(root // 2))
+  cands = {w: _param_count(cfg_mod, "multiscale", res, width, channels, w)
+           for w in (lo, lo + 2)}
+  return min(cands, key=lambda w: abs(cands[w] - target))
 
 
 def build(cfg_mod, model_name, res, width, steps_per_unit, channels,
@@ -138,6 +149,22 @@ def measure(cfg_mod, model_name, res, *, width, batch, steps_per_unit,
               first_call_s=compile_s, batch=batch)
 
 
+def format_table(rows) -> str:
+  """Markdown table of the benchmark rows."""
+  header = ("| platform | res | K | width U / MS | params U / MS | GFLOPs/sample U / MS | FLOPs ratio "
+            "| s/sample U / MS | wall speed-up | steps U / MS |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
+  lines = [
+      f"| {r['platform']} | {r['res']} | {r['K']} | {r['width_uniform']} / "
+      f"{r['width_multiscale']} | {r['params_uniform']:,} / "
+      f"{r['params_multiscale']:,} | {r['gflops_uniform']:.2f} / "
+      f"{r['gflops_multiscale']:.2f} | {r['flops_ratio']:.2f}x | "
+      f"{r['s_uniform']:.3f} / {r['s_multiscale']:.3f} | {r['speedup']:.2f}x | "
+      f"{r['steps_uniform']} / {r['steps_multiscale']} |" for r in rows]
+  table = header + "\n".join(lines) + "\n"
+  return table
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--resolutions", default="32,64,128")
@@ -182,9 +209,13 @@ def main(argv=None):
         r["platform"] = devices[0].platform
         pair[name] = r
         print(json.dumps(r), flush=True)
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "measurements.jsonl"), "a") as f:
+          f.write(json.dumps(r) + "\n")
       u, m = pair["uniform"], pair["multiscale"]
       rows.append(dict(
           platform=u["platform"], res=res, K=m["levels"] + 1,
+          width_uniform=u["width"], width_multiscale=m["width"],
           params_uniform=u["params"], params_multiscale=m["params"],
           gflops_uniform=u["gflops_per_sample"],
           gflops_multiscale=m["gflops_per_sample"],
@@ -193,17 +224,7 @@ def main(argv=None):
           speedup=u["seconds_per_sample"] / m["seconds_per_sample"],
           steps_uniform=sum(u["steps_per_stage"]),
           steps_multiscale=m["steps_per_stage"]))
-  header = ("| platform | res | K | width U / MS | params U / MS | GFLOPs/sample U / MS | FLOPs ratio "
-            "| s/sample U / MS | wall speed-up | steps U / MS |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
-  lines = [
-      f"| {r['platform']} | {r['res']} | {r['K']} | {r['width_uniform']} / "
-      f"{r['width_multiscale']} | {r['params_uniform']:,} / "
-      f"{r['params_multiscale']:,} | {r['gflops_uniform']:.2f} / "
-      f"{r['gflops_multiscale']:.2f} | {r['flops_ratio']:.2f}x | "
-      f"{r['s_uniform']:.3f} / {r['s_multiscale']:.3f} | {r['speedup']:.2f}x | "
-      f"{r['steps_uniform']} / {r['steps_multiscale']} |" for r in rows]
-  table = header + "\n".join(lines) + "\n"
+  table = format_table(rows)
   note = (f"\nwidth={args.width} (uniform), batch={args.batch}, "
           f"steps_per_unit={args.steps_per_unit}, best of {args.repeats}; "
           f"target: >= 4.4x at 128 px, growing with resolution.\n")
