@@ -169,6 +169,11 @@ class RealNVP(nn.Module):
     n_blocks: residual blocks per conditioner.
     log_scale_bound: c in log s = c tanh(h / c).
     scale_type: 'tanh' or 'sigmoid' (the paper's s = sigmoid(h + 2) + 1e-3).
+    mask_type: 'alternating' (even/odd coordinates, the paper's) or 'random':
+      layer pair p splits the coordinates by a fixed permutation seeded with
+      p (first half conditions the second, then the reverse), so that every
+      coordinate is eventually conditioned on every other; this matters when
+      the intrinsic coordinates sit together (e.g. the last k of Sinusoid).
   """
   dim: int
   n_steps: int = 4
@@ -176,16 +181,15 @@ class RealNVP(nn.Module):
   n_blocks: int = 2
   log_scale_bound: float = 2.0
   scale_type: str = "tanh"
+  mask_type: str = "alternating"
 
   def setup(self):
     if self.dim < 2:
       raise ValueError(f"RealNVP needs dim >= 2, got dim={self.dim}.")
-    even = tuple(int(i % 2 == 0) for i in range(self.dim))
-    odd = tuple(1 - e for e in even)
     self.layers = [
-        AffineCoupling(even if k % 2 == 0 else odd, self.hidden,
-                       self.n_blocks, self.log_scale_bound, self.scale_type)
-        for k in range(self.n_steps)]
+        AffineCoupling(mask, self.hidden, self.n_blocks, self.log_scale_bound,
+                       self.scale_type) for mask in coupling_masks(
+                           self.dim, self.n_steps, self.mask_type)]
 
   def _check(self, x, name):
     _checks.check_floating(x, name)
@@ -208,6 +212,24 @@ class RealNVP(nn.Module):
     for layer in reversed(self.layers):
       z = layer.inverse(z)
     return z
+
+
+def coupling_masks(dim: int, n_steps: int, mask_type: str = "alternating"):
+  """The static conditioning masks (1 = conditioning coordinate) per layer."""
+  if mask_type == "alternating":
+    even = tuple(int(i % 2 == 0) for i in range(dim))
+    odd = tuple(1 - e for e in even)
+    return [even if k % 2 == 0 else odd for k in range(n_steps)]
+  if mask_type == "random":
+    masks = []
+    for k in range(n_steps):
+      perm = np.random.default_rng(k // 2).permutation(dim)
+      first = np.zeros(dim, int)
+      first[perm[: dim // 2]] = 1
+      masks.append(tuple(int(v) for v in (first if k % 2 == 0 else 1 - first)))
+    return masks
+  raise ValueError(
+      f"mask_type must be 'alternating' or 'random', got {mask_type!r}.")
 
 
 def init_flow(model: RealNVP, rng) -> Any:

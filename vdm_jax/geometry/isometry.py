@@ -211,13 +211,26 @@ class FlowTrainState(NamedTuple):
 
 
 def make_optimizer(config: ml_collections.ConfigDict):
-  """Adam(W) with linear warm-up, cosine decay and grad-norm clipping."""
-  sched = optax.warmup_cosine_decay_schedule(
-      0.0, config.lr, min(config.warmup_steps, config.num_steps - 1),
-      config.num_steps)
+  """Adam(W) with linear warm-up, cosine decay and grad-norm clipping.
+
+  ``log_a`` gets ``config.log_a_lr_mult`` times the flow's learning rate: the
+  latent log-variances must travel O(log(1e-3)) while Adam moves each
+  parameter by about lr per step, so with one shared rate A lags the flow.
+  """
+  def adam(mult):
+    sched = optax.warmup_cosine_decay_schedule(
+        0.0, config.lr * mult, min(config.warmup_steps, config.num_steps - 1),
+        config.num_steps)
+    return optax.adamw(sched, b1=0.9, b2=0.99,
+                       weight_decay=config.weight_decay)
+
+  labels = lambda params: {k: ("log_a" if k == "log_a" else "flow")
+                           for k in params}
   return optax.chain(
       optax.clip_by_global_norm(config.grad_clip),
-      optax.adamw(sched, b1=0.9, b2=0.99, weight_decay=config.weight_decay))
+      optax.multi_transform(
+          {"flow": adam(1.0), "log_a": adam(config.get("log_a_lr_mult", 1.0))},
+          labels))
 
 
 def make_model(config: ml_collections.ConfigDict, dim: int) -> flows.RealNVP:
@@ -225,7 +238,8 @@ def make_model(config: ml_collections.ConfigDict, dim: int) -> flows.RealNVP:
   return flows.RealNVP(dim=dim, n_steps=config.flow.n_steps,
                        hidden=config.flow.hidden, n_blocks=config.flow.n_blocks,
                        log_scale_bound=config.flow.log_scale_bound,
-                       scale_type=config.flow.get("scale_type", "tanh"))
+                       scale_type=config.flow.get("scale_type", "tanh"),
+                       mask_type=config.flow.get("mask_type", "alternating"))
 
 
 def make_train_step(model, config: ml_collections.ConfigDict):
