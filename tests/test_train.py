@@ -121,3 +121,31 @@ def test_bad_override_fails_before_compute(tmp_path, override, message):
   assert proc.returncode != 0
   assert message in proc.stderr
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
+  """Preemption: SIGTERM mid-run checkpoints the current step; a rerun resumes there."""
+  import signal
+  import threading
+  import time
+
+  config = _config(**{"training.num_train_steps": 100_000, "training.save_every": 1000,
+                      "eval.at_end": False, "sampling.at_end": False})
+  metrics = tmp_path / "metrics.jsonl"
+
+  def preempt():
+    deadline = time.time() + 300
+    while time.time() < deadline:
+      if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+      time.sleep(0.05)
+
+  watcher = threading.Thread(target=preempt, daemon=True)
+  watcher.start()
+  result = train.train_and_evaluate(config, str(tmp_path))
+  watcher.join()
+  step = result["step"]
+  assert 2 <= step < 100_000
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == [str(step)]
+  assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored

@@ -21,6 +21,7 @@ import functools
 import json
 import math
 import os
+import signal
 import time
 from typing import Any, NamedTuple
 
@@ -252,6 +253,30 @@ def load_params(config, workdir, *, ema: bool = True):
 # ----------------------------------------------------------------------------
 # The loop.
 # ----------------------------------------------------------------------------
+class _StopRequest:
+  """Turns SIGTERM/SIGINT (preemption, Ctrl-C) into a checkpoint-and-exit at the next step."""
+
+  def __init__(self):
+    self.requested, self.signum = False, None
+    self._previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: leave signals alone.
+        pass
+
+  def _handle(self, signum, frame):
+    del frame
+    self.requested, self.signum = True, signum
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
 class _MetricsWriter:
   """absl logging + a JSONL file in the workdir (process 0 only)."""
 
@@ -327,39 +352,49 @@ def train_and_evaluate(config, workdir: str) -> dict:
   progress = _progress(config.training.num_train_steps, start_step)
   window, last_checked, t0 = [], start_step, time.time()
   result = {"step": start_step}
-  step = start_step
-  while step < config.training.num_train_steps:
-    batch = next(batches)
-    state, metrics = p_train_step(state, batch, train_rng)
-    window.append(metrics)
-    step += 1
-    if progress is not None:
-      progress.update(1)
-    log_now = step % config.training.log_every == 0 or step == config.training.num_train_steps
-    save_now = step % config.training.save_every == 0 or step == config.training.num_train_steps
-    if log_now or save_now:
-      host = jax.device_get([jax.tree.map(lambda x: x[0], m) for m in window])
-      bad = [last_checked + i + 1 for i, m in enumerate(host) if not m["finite"]]
-      if bad:
-        raise RuntimeError(
-            f"Non-finite loss, gradient or parameters at step {bad[0]} (window "
-            f"steps {last_checked + 1}-{step}); training stopped. The last good "
-            f"checkpoint is step {manager.latest_step()} in {workdir}. Lower "
-            f"config.optimizer.learning_rate or enable grad_clip.")
-      mean = {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "finite"}
-      mean["steps_per_sec"] = len(host) / (time.time() - t0)
-      writer.write(step, mean)
+  step, stopping = start_step, False
+  with _StopRequest() as stop:
+    while step < config.training.num_train_steps:
+      batch = next(batches)
+      state, metrics = p_train_step(state, batch, train_rng)
+      window.append(metrics)
+      step += 1
       if progress is not None:
-        progress.set_postfix(bpd=f"{mean['bpd']:.3f}")
-      result = {"step": step, **mean}
-      window, last_checked, t0 = [], step, time.time()
-      if save_now:
-        save_checkpoint(manager, state)
-    if config.eval.every_steps and step % config.eval.every_steps == 0:
-      bpd = evaluate(config, vdm, state.ema_params, p_eval_step, eval_rng)
-      writer.write(step, {"test_bpd": bpd}, prefix="eval_")
+        progress.update(1)
+      stopping = stop.requested  # read once: a signal may land mid-iteration.
+      last = step == config.training.num_train_steps or stopping
+      log_now = step % config.training.log_every == 0 or last
+      save_now = step % config.training.save_every == 0 or last
+      if log_now or save_now:
+        host = jax.device_get([jax.tree.map(lambda x: x[0], m) for m in window])
+        bad = [last_checked + i + 1 for i, m in enumerate(host) if not m["finite"]]
+        if bad:
+          raise RuntimeError(
+              f"Non-finite loss, gradient or parameters at step {bad[0]} (window "
+              f"steps {last_checked + 1}-{step}); training stopped. The last good "
+              f"checkpoint is step {manager.latest_step()} in {workdir}. Lower "
+              f"config.optimizer.learning_rate or enable grad_clip.")
+        mean = {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "finite"}
+        mean["steps_per_sec"] = len(host) / (time.time() - t0)
+        writer.write(step, mean)
+        if progress is not None:
+          progress.set_postfix(bpd=f"{mean['bpd']:.3f}")
+        result = {"step": step, **mean}
+        window, last_checked, t0 = [], step, time.time()
+        if save_now:
+          save_checkpoint(manager, state)
+      if config.eval.every_steps and step % config.eval.every_steps == 0:
+        bpd = evaluate(config, vdm, state.ema_params, p_eval_step, eval_rng)
+        writer.write(step, {"test_bpd": bpd}, prefix="eval_")
+      if stopping:
+        logging.warning("Stop requested (signal %s) at step %d: checkpoint saved, "
+                        "exiting; rerun the same command to resume.", stop.signum, step)
+        break
   if progress is not None:
     progress.close()
+  if stopping:
+    manager.close()
+    return result
 
   if config.eval.at_end:
     result["test_bpd"] = evaluate(config, vdm, state.ema_params, p_eval_step, eval_rng)
