@@ -243,7 +243,7 @@ def make_eps_caller(eps_fn: Callable, chain: Chain, image_shape) -> Callable:
   Returns:
     ``call(z [D] float64, i) -> eps_hat [D] float64``.
   """
-  fn = jax.jit(eps_fn)
+  fn = eps_fn if hasattr(eps_fn, "lower") else jax.jit(eps_fn)  # jit only once.
   shape = (1,) + tuple(image_shape)
 
   def call(z, i):
