@@ -47,40 +47,50 @@ def test_scalar_fixture_matches_sheet():
 def test_cde_target_is_conditional_tweedie():
   """T1: grad log p(x_t|y) = -(x_t - E[x0 | x_t, y]) / s^2 (VE and VP kernels)."""
   p = _random_problem()
-  x, y = gaussian.sample(p, jax.random.key(1), 5)
-  xt = x + 0.7 * jax.random.normal(jax.random.key(2), x.shape)
-  m0, c0 = gaussian.posterior(p, y)
-  for a, s in ((1.0, 0.7), (0.8, 0.6)):
+
+  @jax.jit
+  def both(a, s):
+    x, y = gaussian.sample(p, jax.random.key(1), 5)
+    xt = x + 0.7 * jax.random.normal(jax.random.key(2), x.shape)
+    m0, c0 = gaussian.posterior(p, y)
     # E[x0 | x_t, y] with x_t = a x0 + s xi and x0 | y ~ N(m0, C0).
-    gain = np.linalg.solve(a**2 * c0 + s**2 * np.eye(3), a * c0).T
+    gain = jnp.linalg.solve(a**2 * c0 + s**2 * jnp.eye(3), a * c0).T
     post_mean = m0 + (xt - a * m0) @ gain.T
     expected = -(xt - a * post_mean) / s**2
-    got = gaussian.conditional_score(p, xt, y, x_scale=a, x_std=s)
+    return gaussian.conditional_score(p, xt, y, x_scale=a, x_std=s), expected
+
+  for a, s in ((1.0, 0.7), (0.8, 0.6)):
+    got, expected = both(a, s)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_joint_score_is_autodiff_of_joint_density_and_x_block_conditions_on_y_t():
   """T2: joint score = grad log N(K_t); its x block = grad log p(x_t | y_t)."""
   p = _random_problem()
-  x, y = gaussian.sample(p, jax.random.key(3), 4)
   a_x, s_x, a_y, s_y = 0.9, 0.5, 0.95, 0.3
-  xt = a_x * x + s_x * jax.random.normal(jax.random.key(4), x.shape)
-  yt = a_y * y + s_y * jax.random.normal(jax.random.key(5), y.shape)
-  sx, sy = gaussian.joint_score(p, xt, yt, x_scale=a_x, x_std=s_x,
-                                y_scale=a_y, y_std=s_y)
-  mean = jnp.concatenate([a_x * p.mu, a_y * p.a @ p.mu])
-  cov = jnp.linalg.inv(gaussian.joint_precision(
-      p, 1, x_scale=a_x, x_std=s_x, y_scale=a_y, y_std=s_y)[0])
-  logp = lambda v: jax.scipy.stats.multivariate_normal.logpdf(v, mean, cov)
-  auto = jax.vmap(jax.grad(logp))(jnp.concatenate([xt, yt], -1))
-  np.testing.assert_allclose(jnp.concatenate([sx, sy], -1), auto, rtol=1e-3,
-                             atol=1e-3)
-  # x block = conditional score of the observation model y_t/a_y = A x + n',
-  # n' ~ N(0, R + (s_y/a_y)^2 I).
-  p2 = p._replace(noise_cov=p.noise_cov + (s_y / a_y) ** 2 * jnp.eye(2))
-  np.testing.assert_allclose(
-      sx, gaussian.conditional_score(p2, xt, yt / a_y, x_scale=a_x, x_std=s_x),
-      rtol=1e-3, atol=1e-3)
+
+  @jax.jit
+  def compute():
+    x, y = gaussian.sample(p, jax.random.key(3), 4)
+    xt = a_x * x + s_x * jax.random.normal(jax.random.key(4), x.shape)
+    yt = a_y * y + s_y * jax.random.normal(jax.random.key(5), y.shape)
+    sx, sy = gaussian.joint_score(p, xt, yt, x_scale=a_x, x_std=s_x,
+                                  y_scale=a_y, y_std=s_y)
+    mean = jnp.concatenate([a_x * p.mu, a_y * p.a @ p.mu])
+    cov = jnp.linalg.inv(gaussian.joint_precision(
+        p, 1, x_scale=a_x, x_std=s_x, y_scale=a_y, y_std=s_y)[0])
+    logp = lambda v: jax.scipy.stats.multivariate_normal.logpdf(v, mean, cov)
+    auto = jax.vmap(jax.grad(logp))(jnp.concatenate([xt, yt], -1))
+    # x block = conditional score of the observation model y_t/a_y = A x + n',
+    # n' ~ N(0, R + (s_y/a_y)^2 I).
+    p2 = p._replace(noise_cov=p.noise_cov + (s_y / a_y) ** 2 * jnp.eye(2))
+    cond_y_t = gaussian.conditional_score(p2, xt, yt / a_y, x_scale=a_x,
+                                          x_std=s_x)
+    return jnp.concatenate([sx, sy], -1), auto, sx, cond_y_t
+
+  joint, auto, sx, cond_y_t = compute()
+  np.testing.assert_allclose(joint, auto, rtol=1e-3, atol=1e-3)
+  np.testing.assert_allclose(sx, cond_y_t, rtol=1e-3, atol=1e-3)
 
 
 def test_diffusive_error_closed_form_matches_monte_carlo():
@@ -88,12 +98,18 @@ def test_diffusive_error_closed_form_matches_monte_carlo():
   p = _random_problem()
   xt, y = jnp.array([[0.2, -0.4, 1.0]]), jnp.array([[0.5, -1.0]])
   s_y = 0.5
-  total, bias = gaussian.diffusive_error(p, xt, y, x_std=1.0, y_std=s_y)
-  n = 40_000
-  yt = y + s_y * jax.random.normal(jax.random.key(6), (n, 2))
-  sx, _ = gaussian.joint_score(p, jnp.repeat(xt, n, 0), yt, x_std=1.0, y_std=s_y)
-  s_cde = gaussian.conditional_score(p, xt, y, x_std=1.0)
-  mc = jnp.mean(jnp.sum((sx - s_cde) ** 2, -1))
+
+  @jax.jit
+  def compute():
+    total, bias = gaussian.diffusive_error(p, xt, y, x_std=1.0, y_std=s_y)
+    n = 40_000
+    yt = y + s_y * jax.random.normal(jax.random.key(6), (n, 2))
+    sx, _ = gaussian.joint_score(p, jnp.repeat(xt, n, 0), yt, x_std=1.0,
+                                 y_std=s_y)
+    s_cde = gaussian.conditional_score(p, xt, y, x_std=1.0)
+    return total, bias, jnp.mean(jnp.sum((sx - s_cde) ** 2, -1))
+
+  total, bias, mc = compute()
   np.testing.assert_allclose(total[0], mc, rtol=0.03)
   assert 0.0 < bias[0] < total[0]
 
@@ -176,10 +192,13 @@ def test_sampling_time_scores_match_theory():
 def test_bias_vanishes_with_y_speed_and_reaches_cde():
   """Sheet T3 trend on a 3-d x / 2-d y problem: error -> 0 as sigma_y -> 0."""
   p = _random_problem()
-  x, y = gaussian.sample(p, jax.random.key(10), 64)
-  xt = x + jax.random.normal(jax.random.key(11), x.shape)
-  errs = [float(jnp.mean(gaussian.diffusive_error(p, xt, y, x_std=1.0,
-                                                  y_std=sy)[0]))
-          for sy in (1.0, 0.5, 0.1, 0.01, 0.0)]
+
+  @jax.jit
+  def errors(sy):
+    x, y = gaussian.sample(p, jax.random.key(10), 64)
+    xt = x + jax.random.normal(jax.random.key(11), x.shape)
+    return jnp.mean(gaussian.diffusive_error(p, xt, y, x_std=1.0, y_std=sy)[0])
+
+  errs = [float(errors(sy)) for sy in (1.0, 0.5, 0.1, 0.01, 0.0)]
   assert all(a > b for a, b in zip(errs[:-2], errs[1:-1]))
   assert errs[-1] < 1e-8

@@ -310,7 +310,8 @@ class Estimator(NamedTuple):
 
 def make_estimator(name: str, x_sde: sdes.SDE, apply_fn: ApplyFn, *,
                    y_sde: sdes.SDE | None = None, weighting: str = "likelihood",
-                   y_noise: str = "fresh") -> Estimator:
+                   y_noise: str = "fresh",
+                   allow_faster_y: bool = False) -> Estimator:
   """Builds CDE, CDiffE or MS-CDiffE on one network family.
 
   Args:
@@ -321,6 +322,8 @@ def make_estimator(name: str, x_sde: sdes.SDE, apply_fn: ApplyFn, *,
       'cdiffe' uses x_sde; 'cde' ignores it.
     weighting: 'likelihood' or 'sigma2'.
     y_noise: see `diffusive_score`.
+    allow_faster_y: passed to `MultiSpeedSDE` for 'ms_cdiffe' (by default a
+      y SDE faster than x's raises ValueError).
 
   Returns:
     An `Estimator`.
@@ -335,7 +338,7 @@ def make_estimator(name: str, x_sde: sdes.SDE, apply_fn: ApplyFn, *,
   elif name == "ms_cdiffe":
     if y_sde is None:
       raise ValueError("ms_cdiffe needs y_sde (a slower SDE for y).")
-    joint = MultiSpeedSDE(x_sde, y_sde)
+    joint = MultiSpeedSDE(x_sde, y_sde, allow_faster_y=allow_faster_y)
   else:
     raise ValueError(f"unknown estimator {name!r}; choose one of {ESTIMATORS}.")
   return Estimator(
