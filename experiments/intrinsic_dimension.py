@@ -123,7 +123,7 @@ def run_dataset(name, d, cfg, workdir):
         f"training {d.model} for {steps} steps", flush=True)
   state, losses = score_training.train_score_model(
       model, x_train, jax.random.key(cfg.seed), num_steps=steps,
-      batch_size=tc.batch_size, learning_rate=d.learning_rate,
+      batch_size=d.batch_size, learning_rate=d.learning_rate,
       warmup_steps=tc.warmup_steps, ema_decay=tc.ema_decay,
       gamma_min=tc.gamma_min, gamma_max=tc.gamma_max,
       parameterization=tc.parameterization, steps_per_call=tc.steps_per_call)
