@@ -200,3 +200,27 @@ def test_multiscale_unets_shapes():
     ms_model.make_multiscale_unets(p, [dict(ch=8)], image_shape=(8, 8, 1))
   with pytest.raises(ValueError, match="divisible by 2\\^levels"):
     ms_model.make_multiscale_unets(p, [dict(ch=8)] * 2, image_shape=(7, 8, 1))
+
+
+def test_stage_train_step_updates_params_and_ema():
+  import optax  # pylint: disable=g-import-not-at-top
+  from vdm_jax.multiscale import training
+  p = nu.make_process(1)
+  net = _TinyConv()
+  params = net.init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)), jnp.ones(1))
+  fn = ms_model.make_stage_eps_fn(p, 1, net.apply)
+  opt = optax.adam(1e-2)
+  step = jax.jit(training.make_stage_step(ms_losses.make_stage_loss_fn(p, 1, fn), opt,
+                                          ema_rate=0.5))
+  state = training.init_stage_state(params, opt)
+  x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
+  new, loss = step(state, jax.random.key(2), x)
+  again, loss2 = step(state, jax.random.key(2), x)
+  assert int(new.step) == 1 and float(loss) == float(loss2)
+  for a, e, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(new.ema_params),
+                     jax.tree.leaves(new.params)):
+    np.testing.assert_allclose(e, 0.5 * a + 0.5 * b, rtol=1e-5, atol=1e-7)
+  assert any(float(jnp.abs(a - b).max()) > 0 for a, b in
+             zip(jax.tree.leaves(state.params), jax.tree.leaves(new.params)))
+  with pytest.raises(ValueError, match="ema_rate"):
+    training.make_stage_step(None, opt, ema_rate=1.0)

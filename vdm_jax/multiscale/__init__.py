@@ -25,6 +25,9 @@ from vdm_jax.multiscale.nonuniform import stages
 from vdm_jax.multiscale.nonuniform import uniform_process
 from vdm_jax.multiscale.sampling import Sampler
 from vdm_jax.multiscale.sampling import make_sampler
+from vdm_jax.multiscale.training import StageState
+from vdm_jax.multiscale.training import init_stage_state
+from vdm_jax.multiscale.training import make_stage_step
 
 __all__ = [
     "ConditionalProcess",
@@ -33,7 +36,9 @@ __all__ = [
     "NonUniformProcess",
     "Sampler",
     "Stage",
+    "StageState",
     "haar_step",
+    "init_stage_state",
     "inverse_haar_step",
     "make_conditional_process",
     "make_loss_fns",
@@ -42,6 +47,7 @@ __all__ = [
     "make_sampler",
     "make_stage_eps_fn",
     "make_stage_loss_fn",
+    "make_stage_step",
     "process_from_config",
     "stages",
     "uniform_process",
