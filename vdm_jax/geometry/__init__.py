@@ -4,7 +4,9 @@ Public names are re-exported one per line; each engineer edits only their block.
 """
 
 # --- Intrinsic dimension from score spectra (issue 10) -----------------------
+from vdm_jax.geometry import baselines
 from vdm_jax.geometry import manifolds
+from vdm_jax.geometry import score_training
 from vdm_jax.geometry.intrinsic_dim import IntrinsicDimEstimate
 from vdm_jax.geometry.intrinsic_dim import estimate_intrinsic_dim
 from vdm_jax.geometry.intrinsic_dim import normal_dim_from_spectrum
@@ -20,10 +22,12 @@ from vdm_jax.geometry.intrinsic_dim import vp_kernel
 __all__ = [
     # issue 10
     "IntrinsicDimEstimate",
+    "baselines",
     "estimate_intrinsic_dim",
     "manifolds",
     "normal_dim_from_spectrum",
     "score_spectra",
+    "score_training",
     "singular_spectrum",
     "summarise_spectra",
     "vp_kernel",
