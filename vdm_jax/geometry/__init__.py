@@ -17,6 +17,15 @@ from vdm_jax.geometry.intrinsic_dim import vp_kernel
 # --- end issue 10 --------------------------------------------------------------
 
 # --- Score-based pullback geometry (issue 11) ---------------------------------
+from vdm_jax.geometry import flows
+from vdm_jax.geometry import isometry
+from vdm_jax.geometry import pullback
+from vdm_jax.geometry import rae
+from vdm_jax.geometry import toy_densities
+from vdm_jax.geometry.flows import Diffeomorphism
+from vdm_jax.geometry.flows import RealNVP
+from vdm_jax.geometry.rae import RiemannianAutoencoder
+from vdm_jax.geometry.rae import make_rae
 # --- end issue 11 --------------------------------------------------------------
 
 __all__ = [
@@ -32,4 +41,13 @@ __all__ = [
     "summarise_spectra",
     "vp_kernel",
     # issue 11
+    "Diffeomorphism",
+    "RealNVP",
+    "RiemannianAutoencoder",
+    "flows",
+    "isometry",
+    "make_rae",
+    "pullback",
+    "rae",
+    "toy_densities",
 ]
