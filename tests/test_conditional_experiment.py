@@ -59,3 +59,15 @@ def test_driver_writes_table_json_and_grid(tmp_path):
   cfg.sde.y_sigma_max = 2 * cfg.sde.x_sigma_max
   with pytest.raises(ValueError, match="faster"):
     driver.run(cfg, str(tmp_path / "bad"))
+
+
+def test_gaussian_bias_table_falls_with_y_speed(tmp_path):
+  driver = _load("experiments/conditional_estimators.py", "cond_driver_bias")
+  text = driver.gaussian_bias_table(str(tmp_path), n=64)
+  rows = [line.split("|") for line in text.splitlines()
+          if line.startswith("| CDiffE") or line.startswith("| MS-")
+          or line.startswith("| CDE")]
+  means = [float(r[3]) for r in rows]
+  assert rows[0][1].strip() == "CDiffE" and rows[-1][1].strip() == "CDE"
+  assert all(a > b for a, b in zip(means, means[1:]))
+  assert means[-1] == 0.0 and means[0] > 0.05
