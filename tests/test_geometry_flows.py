@@ -12,8 +12,9 @@ from vdm_jax.geometry import pullback
 from vdm_jax.geometry import toy_densities
 
 
-def _random_flow(dim, n_steps=4, seed=0):
-  model = flows.RealNVP(dim=dim, n_steps=n_steps, hidden=16, n_blocks=1)
+def _random_flow(dim, n_steps=4, seed=0, mask_type="alternating"):
+  model = flows.RealNVP(dim=dim, n_steps=n_steps, hidden=16, n_blocks=1,
+                        mask_type=mask_type)
   params = flows.init_flow(model, jax.random.key(seed))
   # The output layers are zero-initialised (identity flow); perturb every
   # parameter so the test exercises non-trivial scales and shifts.
@@ -24,9 +25,9 @@ def _random_flow(dim, n_steps=4, seed=0):
   return model, jax.tree.unflatten(treedef, leaves)
 
 
-@pytest.mark.parametrize("dim", [3])
-def test_realnvp_inverse_and_log_det(dim):
-  model, params = _random_flow(dim)
+@pytest.mark.parametrize("dim,mask_type", [(3, "alternating"), (5, "random")])
+def test_realnvp_inverse_and_log_det(dim, mask_type):
+  model, params = _random_flow(dim, mask_type=mask_type)
   x = 1.5 * jax.random.normal(jax.random.key(3), (16, dim))
   fwd = jax.jit(lambda p, v: model.apply(p, v))
   inv = jax.jit(lambda p, v: model.apply(p, v, method=flows.RealNVP.inverse))
@@ -47,6 +48,15 @@ def test_realnvp_inverse_and_log_det(dim):
   np.testing.assert_allclose(jnp.einsum("bij,bjk->bik", jac_inv, jac),
                              jnp.broadcast_to(jnp.eye(dim), jac.shape),
                              atol=1e-4)
+
+
+def test_coupling_masks():
+  masks = flows.coupling_masks(5, 4, "random")
+  for first, second in (masks[:2], masks[2:]):
+    assert sum(first) == 2 and all(a + b == 1 for a, b in zip(first, second))
+  assert flows.coupling_masks(3, 2) == [(1, 0, 1), (0, 1, 0)]
+  with pytest.raises(ValueError, match="mask_type"):
+    flows.coupling_masks(3, 2, "checkerboard")
 
 
 def test_init_flow_is_identity():
