@@ -101,7 +101,7 @@ def plot_spectra(path, name, est, true_dim, ambient_dim):
   ax.set_xlabel("singular value index i")
   ax.set_ylabel("s_i / s_1")
   ax.set_title(f"{name}: k_hat = {int(est.dimension)} (mode), true k = "
-               f"{true_dim if true_dim > 0 else '?'}; dotted = chosen gap")
+               f"{true_dim if true_dim > 0 else '?'}; dotted = chosen gap", fontsize=9)
   if true_dim > 0:
     ax.legend(fontsize=8)
   fig.tight_layout()

@@ -30,6 +30,13 @@ Rules for the normal dimension n from one spectrum (`rule=`):
   O(1), so any threshold well inside (sigma, (1 - sqrt(D/K))^2) works; 0.1 is
   the default.
 
+Deviations from the authors' code (maths sheet A.2), on purpose: the 'gap' rule
+searches all D - 1 gaps as the paper's algorithm box does (the code skips the
+first one and normalises by s_1 - s_2, which cannot move the argmax otherwise),
+and anchors are summarised by the mode of the per-anchor estimates (the code
+logs the mean, which is returned too). The VP kernel alpha x0 + sigma eps is
+used with vdm_jax models instead of the VE kernel x0 + sigma eps (sheet A.3).
+
 The centring follows the authors' code (it removes the common mean score; the
 algorithm box of the paper does not centre; both give the same answer on the
 closed-form tests). Hence K >= D + 1 perturbations are needed for the matrix to
