@@ -144,14 +144,18 @@ def gamma_and_derivative(gamma_fn: GammaFn, t):
 # ----------------------------------------------------------------------------
 # Flax modules: a common `apply(params, t) -> gamma` interface.
 # ----------------------------------------------------------------------------
-class FixedLinearSchedule(nn.Module):
-  """gamma(t) = gamma_min + (gamma_max - gamma_min) t; no parameters."""
+class _Schedule(nn.Module):
+  """Base of the schedule modules: endpoint constants, checked at construction."""
   gamma_min: float = GAMMA_MIN
   gamma_max: float = GAMMA_MAX
 
   def __post_init__(self):
     check_endpoints(self.gamma_min, self.gamma_max, type(self).__name__)
     super().__post_init__()
+
+
+class FixedLinearSchedule(_Schedule):
+  """gamma(t) = gamma_min + (gamma_max - gamma_min) t; no parameters."""
 
   @nn.compact
   def __call__(self, t):
@@ -159,14 +163,8 @@ class FixedLinearSchedule(nn.Module):
     return linear_gamma(t, gamma_min=self.gamma_min, gamma_max=self.gamma_max)
 
 
-class CosineSchedule(nn.Module):
+class CosineSchedule(_Schedule):
   """The endpoint-matched alpha-cosine schedule (`cosine_gamma`); no parameters."""
-  gamma_min: float = GAMMA_MIN
-  gamma_max: float = GAMMA_MAX
-
-  def __post_init__(self):
-    check_endpoints(self.gamma_min, self.gamma_max, type(self).__name__)
-    super().__post_init__()
 
   @nn.compact
   def __call__(self, t):
@@ -174,18 +172,12 @@ class CosineSchedule(nn.Module):
     return cosine_gamma(t, gamma_min=self.gamma_min, gamma_max=self.gamma_max)
 
 
-class LearnedLinearSchedule(nn.Module):
+class LearnedLinearSchedule(_Schedule):
   """gamma(t) = gamma_0 + |w| t with learnable endpoints (VDM code's `learnable_scalar`).
 
   Parameters: ``gamma_0`` (= gamma(0)) and ``width`` (gamma(1) = gamma_0 + |width|).
   Both are endpoint parameters; the schedule has no shape parameters.
   """
-  gamma_min: float = GAMMA_MIN
-  gamma_max: float = GAMMA_MAX
-
-  def __post_init__(self):
-    check_endpoints(self.gamma_min, self.gamma_max, type(self).__name__)
-    super().__post_init__()
 
   @nn.compact
   def __call__(self, t):
@@ -223,7 +215,7 @@ class _MonotoneShape(nn.Module):
     return h + jnp.mean(feats * w3, axis=-1)
 
 
-class MonotoneNetSchedule(nn.Module):
+class MonotoneNetSchedule(_Schedule):
   """The learned monotone schedule of VDM (App. H) with exactly learnable endpoints.
 
   .. math::
@@ -240,14 +232,8 @@ class MonotoneNetSchedule(nn.Module):
 
   Parameters: ``gamma_0``, ``gamma_1`` (endpoints) and ``shape`` (the net).
   """
-  gamma_min: float = GAMMA_MIN
-  gamma_max: float = GAMMA_MAX
   n_features: int = 1024
   init_scale: float = 1.0
-
-  def __post_init__(self):
-    check_endpoints(self.gamma_min, self.gamma_max, type(self).__name__)
-    super().__post_init__()
 
   @nn.compact
   def __call__(self, t):
