@@ -8,9 +8,11 @@ here, one per line.
 from vdm_jax.sde import guidance
 from vdm_jax.sde import likelihood
 from vdm_jax.sde import losses
+from vdm_jax.sde import metrics
 from vdm_jax.sde import samplers
 from vdm_jax.sde import score_fns
 from vdm_jax.sde import sdes
+from vdm_jax.sde import training
 from vdm_jax.sde.guidance import classifier_free_guided_score
 from vdm_jax.sde.guidance import classifier_guided_score
 from vdm_jax.sde.guidance import drop_labels
@@ -42,6 +44,7 @@ __all__ = [
     "losses",
     "make_dsm_loss_fn",
     "make_score_fn",
+    "metrics",
     "ode_bpd",
     "ode_logp",
     "ode_sample",
@@ -53,6 +56,7 @@ __all__ = [
     "SDE",
     "sdes",
     "SubVPSDE",
+    "training",
     "VESDE",
     "VPSDE",
 ]
