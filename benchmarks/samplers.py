@@ -16,8 +16,11 @@ PF-ODE likelihood against the NFE of the likelihood solve:
 Outputs in --workdir: ``results.json``, ``table.md`` (printed) and
 ``tradeoff.png`` (energy distance vs NFE per sampler, log-log; ODE NLL vs NFE).
 
-  python benchmarks/samplers.py --workdir results/bench_samplers   # ~5-10 min CPU
-  python benchmarks/samplers.py --quick --workdir /tmp/bench_samplers
+  python -m benchmarks.samplers --workdir results/bench_samplers   # ~5-10 min CPU
+  python -m benchmarks.samplers --quick --workdir /tmp/bench_samplers
+
+(`python -m` from the repository root: run as a script, benchmarks/compression.py
+would shadow the standard-library `compression` module that jax imports.)
 """
 
 from __future__ import annotations
