@@ -1,5 +1,6 @@
 """Smoke test of experiments/conditional_estimators.py and the task configs."""
 
+import functools
 import importlib.util
 import json
 import os
@@ -14,6 +15,12 @@ def _load(path, name):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+@functools.lru_cache(maxsize=None)
+def _driver():
+  # Loaded once: the driver defines absl flags, which cannot be defined twice.
+  return _load("experiments/conditional_estimators.py", "cond_driver")
 
 
 def test_configs_build_and_reject_bad_args():
@@ -34,7 +41,7 @@ def test_configs_build_and_reject_bad_args():
 
 @pytest.mark.slow
 def test_driver_writes_table_json_and_grid(tmp_path):
-  driver = _load("experiments/conditional_estimators.py", "cond_driver")
+  driver = _driver()
   cfg = _load("configs/conditional_inpainting.py",
               "conditional_inpainting").get_config("quick")
   cfg.model.kind = "mlp"
@@ -62,7 +69,7 @@ def test_driver_writes_table_json_and_grid(tmp_path):
 
 
 def test_gaussian_bias_table_falls_with_y_speed(tmp_path):
-  driver = _load("experiments/conditional_estimators.py", "cond_driver_bias")
+  driver = _driver()
   text = driver.gaussian_bias_table(str(tmp_path), n=64)
   rows = [line.split("|") for line in text.splitlines()
           if line.startswith("| CDiffE") or line.startswith("| MS-")
