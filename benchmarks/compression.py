@@ -19,6 +19,7 @@ prepared; otherwise it is reported as skipped.
   python benchmarks/compression.py                      # ~2-4 min on 2 CPU cores
   python benchmarks/compression.py --quick              # smoke run, < 1 min
   python benchmarks/compression.py --precisions=2,3,4   # latent-precision sweep
+  python benchmarks/compression.py --network=unet --train_steps=1000 --precisions=1
 
 Writes ``results/compression/compression.json``, ``.md`` and a bar chart PNG.
 
@@ -168,8 +169,10 @@ def _digits_model(args, x_train):
   t0 = time.perf_counter()
   model = toy_model.train_toy_vdm(x_train, vocab_size=DIGITS_VOCAB_SIZE, num_steps=args.num_steps,
                                   train_steps=args.train_steps, hidden=args.hidden,
-                                  seed=args.seed)
-  info = {"model": f"toy MLP VDM {tuple(args.hidden)}, {args.train_steps} Adam steps on digits "
+                                  seed=args.seed, network=args.network, unet_ch=args.unet_ch)
+  arch = (f"MLP {tuple(args.hidden)}" if args.network == "mlp" else
+          f"UNet (ch {args.unet_ch}, 2 blocks)")
+  info = {"model": f"toy {arch} VDM, {args.train_steps} Adam steps on digits "
                    f"train, T={args.num_steps}",
           "train_seconds": time.perf_counter() - t0}
   return model.eps_fn, model.gamma_fn, compression.hash_params(model.params), info
@@ -267,7 +270,10 @@ def main(argv=None):
   p.add_argument("--precisions", default="1,0,2,3", help="comma-separated latent precisions; the "
                  "first is decoded and timed, the rest are encoded only")
   p.add_argument("--train_steps", type=int, default=1500)
+  p.add_argument("--network", default="mlp", choices=("mlp", "unet"),
+                 help="toy model: MLP (fast) or a small UNet (better, ~10x slower)")
   p.add_argument("--hidden", default="256,256")
+  p.add_argument("--unet_ch", type=int, default=32)
   p.add_argument("--num_images", type=int, default=0, help="0: the whole test split (297)")
   p.add_argument("--elbo_draws", type=int, default=8)
   p.add_argument("--seed", type=int, default=0)

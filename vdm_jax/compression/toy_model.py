@@ -18,6 +18,7 @@ import optax
 from vdm_jax import schedules
 from vdm_jax.compression.elbo import discrete_time_nelbo
 from vdm_jax.models import ScoreMLP
+from vdm_jax.models import UNet
 
 
 class ToyVDM(NamedTuple):
@@ -32,7 +33,7 @@ def _linear_gamma(t):
   return schedules.linear_gamma(t)
 
 
-def apply_eps(net: ScoreMLP, params, z, gamma, vocab_size: int):
+def apply_eps(net, params, z, gamma, vocab_size: int, *, flat: bool = True):
   r"""eps_hat from a network that outputs per-pixel logits over the V grey levels.
 
   The logits are added to the exact Gaussian log-likelihood of each bin centre,
@@ -48,11 +49,13 @@ def apply_eps(net: ScoreMLP, params, z, gamma, vocab_size: int):
   with the fixed ends (-13.3, 5) (maths sheet §7 P6).
 
   Args:
-    net: ScoreMLP with out_dim = D * V.
+    net: ScoreMLP with out_dim = D * V (``flat=True``), or a UNet with
+      out_channels = C * V (``flat=False``).
     params: its parameters.
-    z: [B, ...] float32 latents.
+    z: [B, ...] float32 latents ([B, H, W, C] for the UNet).
     gamma: [B] float32.
     vocab_size: V.
+    flat: whether the network takes flattened [B, D] inputs.
 
   Returns:
     eps_hat, shape of z.
@@ -60,8 +63,9 @@ def apply_eps(net: ScoreMLP, params, z, gamma, vocab_size: int):
   b = z.shape[0]
   gamma = jnp.asarray(gamma, jnp.float32).reshape(b)
   t_in = (gamma - schedules.GAMMA_MIN) / (schedules.GAMMA_MAX - schedules.GAMMA_MIN)
+  out = net.apply(params, z.reshape(b, -1) if flat else z, t_in)
   flat = z.reshape(b, -1)
-  logits = net.apply(params, flat, t_in).reshape(b, flat.shape[1], vocab_size)
+  logits = out.reshape(b, flat.shape[1], vocab_size)
   g = gamma[:, None, None]
   alpha = jnp.sqrt(jax.nn.sigmoid(-g))
   centres = (2.0 * jnp.arange(vocab_size, dtype=jnp.float32) + 1.0) / vocab_size - 1.0
@@ -73,14 +77,28 @@ def apply_eps(net: ScoreMLP, params, z, gamma, vocab_size: int):
   return eps.reshape(z.shape)
 
 
-def make_eps_fn(net: ScoreMLP, params, vocab_size: int) -> Callable:
+def make_eps_fn(net, params, vocab_size: int, *, flat: bool = True) -> Callable:
   """Jitted ``eps_fn(z [B, ...], gamma [B])`` of :func:`apply_eps` with fixed params."""
-  return jax.jit(lambda z, gamma: apply_eps(net, params, z, gamma, vocab_size))
+  return jax.jit(lambda z, gamma: apply_eps(net, params, z, gamma, vocab_size, flat=flat))
 
 
 def _net(dim, vocab_size, hidden, zero_init=True):
   return ScoreMLP(hidden=tuple(hidden), emb_dim=32, out_dim=dim * vocab_size,
                   zero_init_output=zero_init)
+
+
+def _make_net(image_shape, vocab_size, network, hidden, unet_ch):
+  """(module, flat, init_input) for 'mlp' or 'unet' (8x8-style images, one level)."""
+  dim = int(np.prod(image_shape))
+  if network == "mlp":
+    return _net(dim, vocab_size, hidden), True, jnp.zeros((1, dim))
+  if network == "unet":
+    if len(image_shape) != 3:
+      raise ValueError(f"network='unet' needs images [H, W, C], got shape {tuple(image_shape)}.")
+    net = UNet(ch=unet_ch, n_blocks=2, dropout=0.0, fourier_exponents=(3, 4),
+               out_channels=image_shape[-1] * vocab_size)
+    return net, False, jnp.zeros((1,) + tuple(image_shape))
+  raise ValueError(f"network must be 'mlp' or 'unet', got {network!r}.")
 
 
 def init_toy_vdm(image_shape, *, vocab_size: int, hidden: Sequence[int] = (128, 128),
@@ -94,7 +112,8 @@ def init_toy_vdm(image_shape, *, vocab_size: int, hidden: Sequence[int] = (128, 
 
 def train_toy_vdm(images, *, vocab_size: int, num_steps: int, train_steps: int = 300,
                   batch_size: int = 128, learning_rate: float = 3e-3,
-                  hidden: Sequence[int] = (128, 128), seed: int = 0) -> ToyVDM:
+                  hidden: Sequence[int] = (128, 128), seed: int = 0, network: str = "mlp",
+                  unet_ch: int = 32) -> ToyVDM:
   """Fit the toy model to integer images by minimising the T-step -ELBO.
 
   Args:
@@ -106,20 +125,21 @@ def train_toy_vdm(images, *, vocab_size: int, num_steps: int, train_steps: int =
     learning_rate: Adam learning rate (cosine-decayed to 0).
     hidden: MLP widths.
     seed: PRNG seed.
+    network: 'mlp' (over flattened images) or 'unet' (2 blocks, one level).
+    unet_ch: UNet width.
 
   Returns:
     a :class:`ToyVDM` with the trained parameters and the loss curve.
   """
   images = jnp.asarray(np.asarray(images), jnp.int32)
-  dim = int(np.prod(images.shape[1:]))
-  net = _net(dim, vocab_size, hidden)
+  net, flat, example = _make_net(images.shape[1:], vocab_size, network, hidden, unet_ch)
   rng = jax.random.key(seed)
-  params = net.init(rng, jnp.zeros((1, dim)), jnp.zeros((1,)))
+  params = net.init(rng, example, jnp.zeros((1,)))
   opt = optax.adam(optax.cosine_decay_schedule(learning_rate, train_steps))
   opt_state = opt.init(params)
 
   def loss_fn(p, key, x):
-    eps_fn = lambda z, g: apply_eps(net, p, z, g, vocab_size)
+    eps_fn = lambda z, g: apply_eps(net, p, z, g, vocab_size, flat=flat)
     terms = discrete_time_nelbo(key, x, eps_fn=eps_fn, gamma_fn=_linear_gamma,
                                 vocab_size=vocab_size, num_steps=num_steps, full_sum=False)
     return terms.total.mean()
@@ -136,5 +156,5 @@ def train_toy_vdm(images, *, vocab_size: int, num_steps: int, train_steps: int =
   for i in range(train_steps):
     params, opt_state, loss = step(params, opt_state, jax.random.fold_in(rng, i))
     losses.append(loss)
-  return ToyVDM(make_eps_fn(net, params, vocab_size), _linear_gamma, params,
+  return ToyVDM(make_eps_fn(net, params, vocab_size, flat=flat), _linear_gamma, params,
                 np.asarray(jnp.stack(losses)) if losses else np.zeros((0,)))
