@@ -73,6 +73,7 @@ def get_config(arg=None):
   c.eval = ml_collections.ConfigDict()
   c.eval.sde_steps = 250          # Euler-Maruyama steps, stochastic decoding
   c.eval.ode_steps = 50           # Heun steps, probability-flow decoding
+  c.eval.extra_guidance_scales = (4.0,)  # extra SDE rows with gamma != 1
   c.eval.batch_size = 300
   c.eval.n_grid = 16
   c.eval.features = "classifier"  # 'classifier' (trained in-script) or 'pca'
