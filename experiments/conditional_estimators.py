@@ -227,8 +227,7 @@ def save_grid(path, task_name, y, samples, x, names, n_rows):
   n_cols = 2 + k * len(names)
   fig, axes = plt.subplots(n_rows, n_cols, figsize=(0.9 * n_cols, 0.95 * n_rows),
                            squeeze=False)
-  cmap = matplotlib.colormaps["gray"].copy()
-  cmap.set_bad("tab:red")
+  cmap = matplotlib.colormaps["gray"].with_extremes(bad="tab:red")
   for r in range(n_rows):
     cols = [("y", _show_condition(y[r], task_name))]
     for name in names:
