@@ -104,6 +104,7 @@ def test_log_var_term_when_variance_depends_on_x():
   np.testing.assert_allclose(code - full, 0.5 * jnp.ones((6, 2)) @ C, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sde", "ode"])
 def test_decoding_reproduces_exact_posterior(method):
   sde = VPSDE()
@@ -127,6 +128,7 @@ def test_decoding_reproduces_exact_posterior(method):
   np.testing.assert_allclose(cov, C, atol=0.08 * scale**2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["ddim_eta1", "pc_em"])
 def test_decoding_with_sde_toolkit_samplers(which):
   # Any vdm_jax.sde sampler decodes: DDIM with eta = 1 is the ancestral
