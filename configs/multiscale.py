@@ -17,9 +17,12 @@ Design (maths sheet conditional_multiscale_scorevae.md §2):
     uniform ch_mult = (1, 2, ..., 2) at full resolution; the multi-scale net of
     stage k runs at res / 2^k with the first len - k entries of that ch_mult.
   * Same total parameter budget: all stage nets share one width, chosen so the
-    K nets together have the uniform net's parameter count (within 6 %, measured
-    by `benchmarks/multiscale_sampling.py`): 52/64, 44/64 and 40/64 of the
-    uniform width at 32, 64, 128 pixels (parameters scale as width^2).
+    K nets together have the uniform net's parameter count: 52/64, 44/64 and
+    40/64 of the uniform width at 32, 64, 128 pixels (parameters scale as
+    width^2). At width 64 (3 channels) the counts are 6.14M / 6.47M (+5.5 %),
+    8.62M / 8.72M (+1.1 %) and 11.10M / 11.55M (+4.1 %) uniform / multi-scale.
+    At other widths `benchmarks/multiscale_sampling.py` re-matches the
+    multi-scale width by parameter count (``--match_params``).
   * Same number of reverse steps per unit time (``sampling.steps_per_unit``)
     for both; the multi-scale sampler spreads them over its stages, so each
     stage of length 1/K gets steps_per_unit / K steps.
