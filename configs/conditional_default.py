@@ -76,6 +76,9 @@ def get_config(arg=None):
   c.train.log_every = 250
 
   c.sampling = ml_collections.ConfigDict()
+  # 'conditional': vdm_jax.conditional.sample_reverse; 'pc': the SDE toolkit's
+  # vdm_jax.sde.samplers.pc_sample (same reverse-diffusion predictor).
+  c.sampling.sampler = "conditional"
   c.sampling.n_steps = 200        # reverse-diffusion predictor steps
   c.sampling.corrector_steps = 0  # MSDiff: 1 Langevin step, snr 0.15
   c.sampling.snr = 0.15

@@ -52,6 +52,7 @@ from vdm_jax.conditional import tasks
 from vdm_jax.models import ScoreMLP
 from vdm_jax.models import UNet
 from vdm_jax.sde import VESDE
+from vdm_jax.sde import samplers
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Task config (configs/conditional_*.py).", lock_config=True)
@@ -179,9 +180,19 @@ def sample(est, params, y, cfg, n_samples, x_channels, rng):
   y_rep = jnp.asarray(np.concatenate([y] * n_samples))
   shape = y_rep.shape[:-1] + (x_channels,)
 
+  if cfg.sampler not in ("conditional", "pc"):
+    raise ValueError(f"sampling.sampler must be 'conditional' or 'pc', got "
+                     f"{cfg.sampler!r}.")
+
   @jax.jit
   def draw(key, y_rep):
     score_fn = est.score_fn(params, y_rep, jax.random.fold_in(key, 1))
+    if cfg.sampler == "pc":  # the SDE toolkit's predictor-corrector sampler
+      return samplers.pc_sample(
+          key, score_fn, est.x_sde, shape, predictor="reverse_diffusion",
+          corrector="langevin" if cfg.corrector_steps else "none",
+          n_corrector_steps=max(cfg.corrector_steps, 1), n_steps=cfg.n_steps,
+          snr=cfg.snr, t_end=est.x_sde.eps)[0]
     init = est.x_sde.prior_sample(jax.random.fold_in(key, 2), shape)
     return cond.sample_reverse(
         key, est.x_sde.reverse(score_fn), init, n_steps=cfg.n_steps,
