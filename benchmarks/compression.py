@@ -169,7 +169,8 @@ def _digits_model(args, x_train):
   t0 = time.perf_counter()
   model = toy_model.train_toy_vdm(x_train, vocab_size=DIGITS_VOCAB_SIZE, num_steps=args.num_steps,
                                   train_steps=args.train_steps, hidden=args.hidden,
-                                  seed=args.seed, network=args.network, unet_ch=args.unet_ch)
+                                  seed=args.seed, network=args.network, unet_ch=args.unet_ch,
+                                  learning_rate=args.learning_rate)
   arch = (f"MLP {tuple(args.hidden)}" if args.network == "mlp" else
           f"UNet (ch {args.unet_ch}, 2 blocks)")
   info = {"model": f"toy {arch} VDM, {args.train_steps} Adam steps on digits "
@@ -270,6 +271,7 @@ def main(argv=None):
   p.add_argument("--precisions", default="1,0,2,3", help="comma-separated latent precisions; the "
                  "first is decoded and timed, the rest are encoded only")
   p.add_argument("--train_steps", type=int, default=1500)
+  p.add_argument("--learning_rate", type=float, default=3e-3)
   p.add_argument("--network", default="mlp", choices=("mlp", "unet"),
                  help="toy model: MLP (fast) or a small UNet (better, ~10x slower)")
   p.add_argument("--hidden", default="256,256")

@@ -116,8 +116,12 @@ class _Windows(NamedTuple):
 
 
 def _windows(chain: Chain, window: float) -> _Windows:
-  """Window half-widths M (in bins) of every coded Gaussian: `window` stds, >= 16 bins."""
-  t = chain.num_steps
+  """Window half-widths M (in bins) of every coded Gaussian: `window` stds, >= 16 bins.
+
+  Every bin in a window gets at least constriction's smallest probability
+  (2**-24), so windows are kept narrow: 2M + 1 bins cost about (2M + 1) 2**-24 /
+  ln 2 bits per coded symbol. Pushes beyond the window use the escape code.
+  """
   pop_std = np.concatenate([chain.sigma[:1], chain.fwd_std[1:]]) / chain.delta
   push_std = np.concatenate([chain.rev_std[1:], [1.0]]) / chain.delta
   pop_m = [max(16, int(math.ceil(window * s))) for s in pop_std]
@@ -125,7 +129,6 @@ def _windows(chain: Chain, window: float) -> _Windows:
   if max(pop_m + push_m) > 2 ** 20:
     raise ValueError(f"latent windows too wide ({max(pop_m + push_m)} bins, limit 2**20): "
                      "lower latent_precision or raise T.")
-  del t
   return _Windows(pop=[_MODEL.QuantizedGaussian(-m, m) for m in pop_m], pop_m=pop_m,
                   push=[_MODEL.QuantizedGaussian(-m - 1, m + 1) for m in push_m],
                   push_m=push_m)
