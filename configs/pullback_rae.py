@@ -9,8 +9,13 @@ dimension against the true k, the reconstruction error and its bound. With
   python experiments/pullback_geometry.py --config configs/pullback_2d.py \\
       --rae_config configs/pullback_rae.py --workdir results/pullback_geometry
 
-Expected: the chosen dimension equals k on every Sinusoid set, with a mean
-squared reconstruction error below the L^2-weighted discarded variance.
+Measured (default config, 2 shared CPU cores, ~13 min): RAE dimension 1 / 3 / 82
+for Sinusoid(1,3) / (2,10) / (1,100) (true 1 / 2 / 1) and 17 on the digits;
+every per-example error is below its pointwise bound L_x^2 ||(I-P)z||^2. With
+``--rae_config.loss.lambda_iso=2.0`` (the paper's value for Sinusoid(1,100)):
+2 / 3 / 1. No single lambda_iso recovered k on all three sets in our budget;
+Sinusoid(2,10) keeps a third axis (a_3 ~ 0.8, 10.5% of sum a at eps = 0.1)
+because its surface is curved and the flow is pushed towards an isometry.
 """
 
 import ml_collections
