@@ -25,7 +25,6 @@ Riemannian geometry. https://arxiv.org/abs/2410.01950, 2024.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
