@@ -10,10 +10,13 @@ compares reconstructions of the 297 test digits.
   python experiments/score_vae.py --config configs/score_vae_digits.py:quick \\
       --workdir /tmp/score_vae_quick          # smoke run, < 1 minute
 
-Expected (default config): ScoreVAE reconstructions with a high-frequency
-energy ratio close to 1 (data-like sharpness) against well below 1 for the VAE,
-at comparable PSNR for the probability-flow-ODE decoder; see the table printed
-at the end (and results/.../table.md).
+Measured with the default config (seed 0, 297 test digits; ~11 min wall on a
+loaded 2-core CPU, 2.7 min CPU time): the Gaussian VAE (learned decoder
+variance) is NOT blurry on 8x8 digits (high-frequency ratio 0.89, PSNR 20.5 dB)
+and beats ScoreVAE on every metric (reverse-SDE decoding: ratio 0.79, PSNR
+16.6-16.8 dB; guidance 4: ratio 0.86, PSNR 17.3-17.4 dB); at beta = 0.1 the
+ScoreVAE latent collapses (KL 0.01 nats), since its sigma^2-weighted DSM term
+is on a much smaller scale than the VAE's Gaussian NLL. See results/.../table.md.
 """
 
 import ml_collections
