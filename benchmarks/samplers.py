@@ -252,8 +252,8 @@ def main(argv):
   for r in like_rows:
     note = (f"true NLL {r['true_nll_nats']:.4f}" if "true_nll_nats" in r
             else f"+- {r['bits_per_dim_se']:.3f} (s.e.), V=17 dequantised")
-    lines.append(f"| {r['model']} | {r['tol']:g} | {r['nfe']} | "
-                 f"{r.get('nll_nats', float('nan')):.4f} | "
+    nll = f"{r['nll_nats']:.4f}" if "nll_nats" in r else "-"
+    lines.append(f"| {r['model']} | {r['tol']:g} | {r['nfe']} | {nll} | "
                  f"{r['bits_per_dim']:.4f} | {note} |")
   table = "\n".join(lines)
   print(table)
