@@ -224,3 +224,16 @@ def test_stage_train_step_updates_params_and_ema():
              zip(jax.tree.leaves(state.params), jax.tree.leaves(new.params)))
   with pytest.raises(ValueError, match="ema_rate"):
     training.make_stage_step(None, opt, ema_rate=1.0)
+
+
+def test_skip_parameterisation_is_optimal_for_white_data():
+  # x ~ N(0, I): E[eps | z] = sigma z in every band; a zero network with
+  # skip=True gives exactly that.
+  p = nu.make_process(2)
+  fn = ms_model.make_stage_eps_fn(p, 0, lambda prm, img, t: jnp.zeros_like(img), skip=True)
+  z = nu.decompose(p, jax.random.normal(jax.random.key(0), (2, 8, 8, 1)))
+  t = jnp.array([0.1, 0.5])
+  out = jax.jit(lambda z, t: fn(None, z, t))(z, t)
+  for k, (o, b) in enumerate(zip(out, z)):
+    sig = np.sqrt(jax.nn.sigmoid(np.asarray(nu.scale_gamma(p, k, t))))
+    np.testing.assert_allclose(o, sig[:, None, None, None] * b, rtol=1e-5)

@@ -29,6 +29,8 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
+from vdm_jax import _checks
+from vdm_jax import schedules
 from vdm_jax.models.unet import UNet
 from vdm_jax.multiscale import haar
 from vdm_jax.multiscale import nonuniform
@@ -56,14 +58,23 @@ def band_shapes(process: nonuniform.NonUniformProcess,
 
 
 def make_stage_eps_fn(process: nonuniform.NonUniformProcess, first: int,
-                      apply_fn: Callable) -> EpsFn:
+                      apply_fn: Callable, *, skip: bool = False) -> EpsFn:
   """Turns a pixel-space noise predictor into a band-space one for a stage.
+
+  With ``skip=True`` the network predicts a residual on top of the optimal
+  predictor for N(0, I) data, band by band:
+  ``eps_hat_k = sigma_k(t) z_k + f_k`` (``E[eps | z] = sigma z`` when x ~
+  N(0, I)). A zero-initialised network then already gives sensible samples,
+  which matters for short training runs; with ``skip=False`` an untrained
+  network predicts 0 and the reverse process amplifies the prior noise by
+  ``alpha_0 / alpha_1 ~ 150``.
 
   Args:
     process: the non-uniform process.
     first: finest active scale of the stage.
     apply_fn: ``apply_fn(params, image [B, h, w, C], t [B]) -> [B, h, w, C]``
       noise prediction for the level-`first` approximation image.
+    skip: add ``sigma_k(t) z_k`` to each band's prediction.
 
   Returns:
     ``eps_fn(params, bands, t) -> tuple`` with ``bands`` the noisy scales
@@ -84,7 +95,13 @@ def make_stage_eps_fn(process: nonuniform.NonUniformProcess, first: int,
       raise ValueError(
           f"network output shape {out.shape} must equal its input image shape "
           f"{image.shape}.")
-    return haar.coefficients_to_list(haar.wavedec(out, n_levels))
+    eps = haar.coefficients_to_list(haar.wavedec(out, n_levels))
+    if not skip:
+      return eps
+    return tuple(
+        e + schedules.sigma(_checks.broadcast_to_data(
+            nonuniform.scale_gamma(process, first + j, t), z)) * z
+        for j, (e, z) in enumerate(zip(eps, bands)))
 
   return eps_fn
 
@@ -94,6 +111,7 @@ class MultiScaleUNets(NamedTuple):
   process: nonuniform.NonUniformProcess
   image_shape: tuple
   modules: tuple
+  skip: bool = False
 
   def init(self, rng) -> tuple:
     """Initialises every stage network: tuple of params, one per stage."""
@@ -110,13 +128,15 @@ class MultiScaleUNets(NamedTuple):
     fns = []
     for stage, module in zip(nonuniform.stages(self.process), self.modules):
       apply = lambda p, z, t, m=module: m.apply(p, z, t)
-      fns.append(make_stage_eps_fn(self.process, stage.first, apply))
+      fns.append(make_stage_eps_fn(self.process, stage.first, apply,
+                                   skip=self.skip))
     return tuple(fns)
 
 
 def make_multiscale_unets(process: nonuniform.NonUniformProcess,
                           stage_kwargs: Sequence[dict], *,
-                          image_shape: Sequence[int]) -> MultiScaleUNets:
+                          image_shape: Sequence[int],
+                          skip: bool = False) -> MultiScaleUNets:
   """Builds one `vdm_jax.models.UNet` per stage of `process`.
 
   Args:
@@ -124,6 +144,7 @@ def make_multiscale_unets(process: nonuniform.NonUniformProcess,
     stage_kwargs: one dict of `UNet` keyword arguments per stage, earliest
       (full resolution) stage first; ``fourier_exponents`` defaults to ().
     image_shape: ``(H, W, C)``.
+    skip: residual noise prediction (see `make_stage_eps_fn`).
 
   Returns:
     `MultiScaleUNets`.
@@ -142,7 +163,7 @@ def make_multiscale_unets(process: nonuniform.NonUniformProcess,
     kw = dict(kw)
     kw.setdefault("fourier_exponents", ())
     modules.append(UNet(**kw))
-  return MultiScaleUNets(process, image_shape, tuple(modules))
+  return MultiScaleUNets(process, image_shape, tuple(modules), bool(skip))
 
 
 def count_params(params) -> int:
