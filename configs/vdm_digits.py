@@ -29,4 +29,5 @@ def get_config():
   config.sampling.num_samples = 64
   config.sampling.num_steps = 200
   config.compression.num_steps = 50
+  config.compression.latent_precision = 1
   return config
