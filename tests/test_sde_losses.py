@@ -91,7 +91,7 @@ def test_optimal_denoiser_gives_closed_form_diffusion_loss():
 
   loss_fn = losses.make_dsm_loss_fn(sde, lambda p, z, t: eps_star(z, t),
                                     weighting="likelihood", antithetic=True)
-  n = 200_000
+  n = 100_000
   x0 = mu + s * jax.random.normal(jax.random.key(0), (n, 1))
   vals = jax.jit(loss_fn)(None, jax.random.key(1), x0)
   se = float(jnp.std(vals)) / np.sqrt(n)

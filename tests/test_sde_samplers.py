@@ -15,7 +15,7 @@ MEANS = np.array([[-2., 0.], [2., 1.], [0., -2.5]], np.float32)
 COVS = np.array([[[.3, .1], [.1, .2]], [[.2, 0.], [0., .4]],
                  [[.25, -.1], [-.1, .3]]], np.float32)
 WEIGHTS = np.array([.5, .3, .2], np.float32)
-N = 1500
+N = 1000
 
 
 def mixture_samples(rng, n):

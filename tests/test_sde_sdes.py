@@ -82,7 +82,7 @@ def test_exact_discretize_composes_to_marginal(name):
 def test_marginal_matches_euler_maruyama_simulation(name):
   """Gaussian data: simulate the forward SDE and compare with the closed form."""
   sde = _all_sdes()[name]
-  n_samples, n_steps, t1 = 20000, 400, 1.0
+  n_samples, n_steps, t1 = 8000, 400, 1.0
   mu, std = jnp.array([0.5, -1.0]), jnp.array([0.3, 1.2])
   k0, k1, k2 = jax.random.split(jax.random.key(0), 3)
   x0 = mu + std * jax.random.normal(k0, (n_samples, 2))
@@ -109,8 +109,8 @@ def test_marginal_matches_euler_maruyama_simulation(name):
   want_var = a**2 * std**2 + s**2
   se_mean = np.sqrt(want_var / n_samples)
   np.testing.assert_array_less(np.abs(xt.mean(0) - want_mean), 5 * se_mean + 1e-3)
-  # Relative variance error: sampling (~1.4% at 2e4) plus O(dt) EM bias.
-  np.testing.assert_allclose(xt.var(0), want_var, rtol=0.06)
+  # Relative variance error: sampling (~1.6% s.e. at 8e3) plus O(dt) EM bias.
+  np.testing.assert_allclose(xt.var(0), want_var, rtol=0.08)
 
 
 @pytest.mark.parametrize("gamma_fn", [
@@ -130,9 +130,9 @@ def test_schedule_vp_matches_vdm_forward_process(gamma_fn):
                              rtol=1e-6)
   np.testing.assert_allclose(std, schedules.sigma(g), rtol=1e-6)
   # beta(t) = sigma_t^2 gamma'(t) = -2 d/dt log alpha_t.
-  dlog_alpha = jax.vmap(jax.grad(lambda tt: jnp.log(schedules.alpha(
-      gamma_fn(tt)))))(t)
-  _, gdiff = sde.drift_diffusion(x, t)
+  dlog_alpha = jax.jit(jax.vmap(jax.grad(lambda tt: jnp.log(schedules.alpha(
+      gamma_fn(tt))))))(t)
+  _, gdiff = jax.jit(sde.drift_diffusion)(x, t)
   np.testing.assert_allclose(gdiff**2, -2 * dlog_alpha, rtol=1e-3, atol=1e-6)
 
 
