@@ -5,11 +5,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import ot
 import pytest
 from scipy import stats
 
 from vdm_jax.metrics import discrepancy as dis
+
+ot = pytest.importorskip("ot")  # POT is the optional 'ot' extra.
 
 
 def _rng(seed=0):
