@@ -55,6 +55,7 @@ from vdm_jax.multiscale import losses as ms_losses
 from vdm_jax.multiscale import model as ms_model
 from vdm_jax.multiscale import nonuniform
 from vdm_jax.multiscale import sampling
+from vdm_jax.multiscale import training
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIDE = 16
@@ -132,7 +133,9 @@ def make_model(kind, width, n_blocks):
     stages = [dict(ch=width, n_blocks=n_blocks, ch_mult=(1, 2), dropout=0.0),
               dict(ch=width, n_blocks=n_blocks, ch_mult=(1, 2), dropout=0.0),
               dict(ch=width, n_blocks=n_blocks, ch_mult=(1,), dropout=0.0)]
-  nets = ms_model.make_multiscale_unets(proc, stages, image_shape=(SIDE, SIDE, 1))
+  # skip=True: residual on sigma_k z_k, so short CPU runs give sensible samples.
+  nets = ms_model.make_multiscale_unets(proc, stages, image_shape=(SIDE, SIDE, 1),
+                                        skip=True)
   return proc, nets
 
 
@@ -152,40 +155,28 @@ def matched_multiscale_width(width, n_blocks):
 
 def train(proc, nets, x_train, *, seconds, batch, lr, ema, seed):
   """Round-robin training of the stage nets for `seconds` of wall time."""
-  params = list(nets.init(jax.random.key(seed)))
-  ema_params = list(params)
-  loss_fns = ms_losses.make_loss_fns(proc, nets.eps_fns(), weighting="eps")
   opt = optax.adam(lr)
-  opt_states = [opt.init(p) for p in params]
-
-  def make_step(loss_fn):
-    @jax.jit
-    def step(p, e, s, xb, rng):
-      val, g = jax.value_and_grad(lambda q: loss_fn(q, rng, xb).mean())(p)
-      upd, s = opt.update(g, s)
-      p = optax.apply_updates(p, upd)
-      e = jax.tree.map(lambda a, b: ema * a + (1 - ema) * b, e, p)
-      return p, e, s, val
-    return step
-
-  steps = [make_step(f) for f in loss_fns]
+  states = [training.init_stage_state(p, opt)
+            for p in nets.init(jax.random.key(seed))]
+  loss_fns = ms_losses.make_loss_fns(proc, nets.eps_fns(), weighting="eps")
+  steps = [jax.jit(training.make_stage_step(f, opt, ema_rate=ema))
+           for f in loss_fns]
   rng = np.random.default_rng(seed)
+  key = jax.random.key(seed)
   # Compile every stage step first (excluded from the time budget).
   for j, st in enumerate(steps):
-    jax.block_until_ready(st(params[j], ema_params[j], opt_states[j],
-                             x_train[:batch], jax.random.key(0)))
+    jax.block_until_ready(st(states[j], key, x_train[:batch]))
   t0, i, losses = time.perf_counter(), 0, []
   while time.perf_counter() - t0 < seconds:
     j = i % len(steps)
     xb = x_train[rng.integers(0, len(x_train), batch)]
-    params[j], ema_params[j], opt_states[j], val = steps[j](
-        params[j], ema_params[j], opt_states[j], xb,
-        jax.random.fold_in(jax.random.key(seed), i))
+    states[j], val = steps[j](states[j], jax.random.fold_in(key, j), xb)
     if i % 50 == 0:
       losses.append(float(val))
     i += 1
-  jax.block_until_ready(params)
-  return tuple(ema_params), i, time.perf_counter() - t0, losses
+  jax.block_until_ready([s.params for s in states])
+  return (tuple(s.ema_params for s in states), i, time.perf_counter() - t0,
+          losses)
 
 
 def draw(proc, nets, params, n, *, steps_per_unit, seed, chunk=250):
