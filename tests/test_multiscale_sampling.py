@@ -111,6 +111,7 @@ def test_equal_windows_sampler_equals_uniform_sampler():
   np.testing.assert_allclose(nu.reconstruct(out_eq), out_uni[0], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_dropped_scales_never_reach_a_network():
   p = nu.make_process(2)
   calls = np.zeros(3, int)
