@@ -11,6 +11,7 @@ parsed and type-checked by ml_collections before any computation starts; an
 unknown field or a value of the wrong type is an error.
 """
 
+import logging as std_logging
 import os
 import sys
 
@@ -39,6 +40,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  # Orbax logs every checkpoint step at INFO; keep its warnings, drop the chatter.
+  std_logging.getLogger("absl").addFilter(
+      lambda r: r.levelno >= std_logging.WARNING or "orbax" not in r.pathname)
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.jax_distributed:
     jax.distributed.initialize()
