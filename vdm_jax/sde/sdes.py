@@ -395,7 +395,24 @@ def _check_beta(obj):
 
 
 @dataclasses.dataclass(frozen=True)
-class VPSDE(SDE):
+class _LinearBetaSDE(SDE):
+  """Shared part of VP and sub-VP: beta(t) linear in t and its integral B(t)."""
+  beta_min: float = 0.1
+  beta_max: float = 20.0
+
+  def __post_init__(self):
+    super().__post_init__()
+    _check_beta(self)
+
+  def beta(self, t):
+    return self.beta_min + t * (self.beta_max - self.beta_min)
+
+  def int_beta(self, t):
+    return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
+
+
+@dataclasses.dataclass(frozen=True)
+class VPSDE(_LinearBetaSDE):
   """Variance-preserving SDE with a linear beta(t) (DDPM in continuous time).
 
   .. math::
@@ -410,18 +427,6 @@ class VPSDE(SDE):
     beta_min: beta(0) (default 0.1).
     beta_max: beta(1) (default 20).
   """
-  beta_min: float = 0.1
-  beta_max: float = 20.0
-
-  def __post_init__(self):
-    super().__post_init__()
-    _check_beta(self)
-
-  def beta(self, t):
-    return self.beta_min + t * (self.beta_max - self.beta_min)
-
-  def int_beta(self, t):
-    return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
   def log_snr(self, t):
     """VDM gamma(t) = -log SNR(t) = log(e^{B(t)} - 1), for `[B]` t."""
@@ -449,7 +454,7 @@ class VPSDE(SDE):
 
 
 @dataclasses.dataclass(frozen=True)
-class SubVPSDE(SDE):
+class SubVPSDE(_LinearBetaSDE):
   """Sub-VP SDE: VP drift with diffusion shrunk so the variance stays below VP's.
 
   .. math::
@@ -461,18 +466,6 @@ class SubVPSDE(SDE):
     beta_min: beta(0) (default 0.1).
     beta_max: beta(1) (default 20).
   """
-  beta_min: float = 0.1
-  beta_max: float = 20.0
-
-  def __post_init__(self):
-    super().__post_init__()
-    _check_beta(self)
-
-  def beta(self, t):
-    return self.beta_min + t * (self.beta_max - self.beta_min)
-
-  def int_beta(self, t):
-    return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
   @property
   def prior_std(self) -> float:
