@@ -20,38 +20,29 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from vdm_jax import _checks
+from vdm_jax.metrics import discrepancy
 
 
-def _flat(x, name):
+def _flat_pair(x, y):
   x = jnp.asarray(x, jnp.float32)
-  _checks.check_min_rank(x, 2, name)
-  return x.reshape(x.shape[0], -1)
-
-
-def _pdist(a, b):
-  sq = (jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None]
-        - 2.0 * a @ b.T)
-  return jnp.sqrt(jnp.maximum(sq, 0.0))
+  y = jnp.asarray(y, jnp.float32)
+  _checks.check_min_rank(x, 2, "x")
+  _checks.check_min_rank(y, 2, "y")
+  x, y = x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1)
+  if x.shape[1] != y.shape[1]:
+    raise ValueError(f"x and y must have the same event size, got {x.shape[1]} "
+                     f"and {y.shape[1]}.")
+  return x, y
 
 
 def energy_distance(x, y):
-  """Energy distance between samples `x [N, ...]` and `y [M, ...]`; a scalar >= 0."""
-  x, y = _flat(x, "x"), _flat(y, "y")
-  if x.shape[1] != y.shape[1]:
-    raise ValueError(f"x and y must have the same event size, got {x.shape[1]} "
-                     f"and {y.shape[1]}.")
-  return (2.0 * jnp.mean(_pdist(x, y)) - jnp.mean(_pdist(x, x))
-          - jnp.mean(_pdist(y, y)))
+  """Energy distance (V-statistic) between samples `x [N, ...]` and `y [M, ...]`."""
+  return discrepancy.energy_distance(*_flat_pair(x, y), unbiased=False)
 
 
 def rbf_mmd2(x, y, *, bandwidth: float | None = None):
-  """Squared MMD with a Gaussian kernel (median-heuristic bandwidth by default)."""
-  x, y = _flat(x, "x"), _flat(y, "y")
-  if x.shape[1] != y.shape[1]:
-    raise ValueError(f"x and y must have the same event size, got {x.shape[1]} "
-                     f"and {y.shape[1]}.")
-  dxy = _pdist(x, y)
-  h = jnp.median(dxy) if bandwidth is None else bandwidth
-  k = lambda d: jnp.exp(-0.5 * jnp.square(d / h))
-  return (jnp.mean(k(_pdist(x, x))) + jnp.mean(k(_pdist(y, y)))
-          - 2.0 * jnp.mean(k(dxy)))
+  """Squared MMD (V-statistic), Gaussian kernel; bandwidth = median x-y distance by default."""
+  x, y = _flat_pair(x, y)
+  if bandwidth is None:
+    bandwidth = jnp.median(jnp.sqrt(jnp.maximum(discrepancy.sq_distances(x, y), 0.0)))
+  return discrepancy.mmd2(x, y, kernel="rbf", bandwidth=bandwidth, unbiased=False)
