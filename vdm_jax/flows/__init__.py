@@ -1,0 +1,14 @@
+"""Normalizing flows on images: Glow/RealNVP layers (issue 12, CAFLOW foundation).
+
+Public names are re-exported one per line.
+"""
+
+from vdm_jax.flows.layers import ActNorm
+from vdm_jax.flows.layers import AffineCoupling
+from vdm_jax.flows.layers import FlowStep
+from vdm_jax.flows.layers import InvConv1x1
+from vdm_jax.flows.layers import Split
+from vdm_jax.flows.layers import Squeeze
+from vdm_jax.flows.layers import actnorm_init
+from vdm_jax.flows.layers import squeeze
+from vdm_jax.flows.layers import unsqueeze
