@@ -12,3 +12,8 @@ from vdm_jax.flows.layers import Squeeze
 from vdm_jax.flows.layers import actnorm_init
 from vdm_jax.flows.layers import squeeze
 from vdm_jax.flows.layers import unsqueeze
+from vdm_jax.flows.multiscale import MultiScaleFlow
+from vdm_jax.flows.multiscale import bits_per_dim
+from vdm_jax.flows.multiscale import check_divisible
+from vdm_jax.flows.multiscale import latent_shapes
+from vdm_jax.flows.multiscale import standard_normal_log_prob
