@@ -17,3 +17,5 @@ from vdm_jax.flows.multiscale import bits_per_dim
 from vdm_jax.flows.multiscale import check_divisible
 from vdm_jax.flows.multiscale import latent_shapes
 from vdm_jax.flows.multiscale import standard_normal_log_prob
+from vdm_jax.flows.training import dequantize
+from vdm_jax.flows.training import make_nll_fn
