@@ -152,3 +152,15 @@ def test_bad_shapes_raise_by_name():
   with pytest.raises(ValueError, match="scale_type"):
     flows.AffineCoupling(scale_type="exp").init(jax.random.key(0), x,
                                                 method="forward")
+
+
+def test_coupling_output_depends_on_cond_and_inverts_with_it():
+  x = _x()
+  c1, c2 = _x((1, 4, 4, 3), seed=5), _x((1, 4, 4, 3), seed=6)
+  layer = flows.AffineCoupling(hidden=8)
+  params = _perturb(layer.init(jax.random.key(0), x, c1, method="forward"))
+  y1, _ = layer.apply(params, x, c1, method="forward")
+  y2, _ = layer.apply(params, x, c2, method="forward")
+  assert not np.allclose(y1, y2)
+  np.testing.assert_allclose(
+      layer.apply(params, y2, c2, method="inverse"), x, atol=2e-5)
