@@ -216,15 +216,29 @@ def diffusion_loss(rng, f, *, gamma_fn: schedules.GammaFn, eps_fn: EpsFn,
     t = sample_times(t_rng, f.shape[0], antithetic=antithetic, num_steps=num_steps)
   _checks.check_batch(t, f)
   eps = jax.random.normal(eps_rng, f.shape, jnp.float32)
+  return diffusion_loss_at(f, eps, schedule_values(gamma_fn, t, num_steps),
+                           eps_fn=eps_fn, num_steps=num_steps)
+
+
+def schedule_values(gamma_fn: schedules.GammaFn, t, num_steps: int):
+  """What the diffusion loss needs of the schedule at `[B]` times t.
+
+  (gamma_t, gamma'_t) in continuous time (num_steps = 0), (gamma_t, gamma_s)
+  with s = t - 1/T in discrete time.
+  """
   if num_steps:
-    gamma_t = gamma_fn(t)
-    gamma_s = gamma_fn(t - 1.0 / num_steps)
-    z_t = _diffuse(f, eps, gamma_t)
-    return diffusion_loss_discrete(eps, eps_fn(z_t, gamma_t), gamma_t, gamma_s,
-                                   num_steps)
-  gamma_t, dgamma_t = schedules.gamma_and_derivative(gamma_fn, t)
+    return gamma_fn(t), gamma_fn(t - 1.0 / num_steps)
+  return schedules.gamma_and_derivative(gamma_fn, t)
+
+
+def diffusion_loss_at(f, eps, schedule_vals, *, eps_fn: EpsFn, num_steps: int = 0):
+  """The diffusion loss for given noise and `schedule_values`; `[B]` nats."""
+  gamma_t, other = schedule_vals
   z_t = _diffuse(f, eps, gamma_t)
-  return diffusion_loss_continuous(eps, eps_fn(z_t, gamma_t), dgamma_t)
+  eps_hat = eps_fn(z_t, gamma_t)
+  if num_steps:
+    return diffusion_loss_discrete(eps, eps_hat, gamma_t, other, num_steps)
+  return diffusion_loss_continuous(eps, eps_hat, other)
 
 
 def _diffuse(f, eps, gamma):
@@ -252,14 +266,21 @@ def vlb_terms(rng, x_int, *, gamma_fn: schedules.GammaFn, eps_fn: EpsFn,
   _checks.check_min_rank(x_int, 2, "x_int [B, ...]")
   f = encode_discrete(x_int, vocab_size)
   diff_rng, recon_rng = jax.random.split(rng)
-  gamma_0 = gamma_fn(jnp.zeros((), jnp.float32))
-  gamma_1 = gamma_fn(jnp.ones((), jnp.float32))
   eps_0 = jax.random.normal(recon_rng, f.shape, jnp.float32)
+  prior, recon = endpoint_terms(x_int, eps_0, gamma_fn=gamma_fn,
+                                vocab_size=vocab_size)
   return VLBTerms(
       diffusion=diffusion_loss(diff_rng, f, gamma_fn=gamma_fn, eps_fn=eps_fn,
                                num_steps=num_steps, antithetic=antithetic),
-      prior=prior_kl(f, gamma_1),
-      recon=reconstruction_loss(x_int, eps_0, gamma_0, vocab_size))
+      prior=prior, recon=recon)
+
+
+def endpoint_terms(x_int, eps_0, *, gamma_fn: schedules.GammaFn, vocab_size: int):
+  """(prior KL, reconstruction loss), the terms that depend on gamma(0), gamma(1) only."""
+  f = encode_discrete(x_int, vocab_size)
+  gamma_0 = gamma_fn(jnp.zeros((), jnp.float32))
+  gamma_1 = gamma_fn(jnp.ones((), jnp.float32))
+  return prior_kl(f, gamma_1), reconstruction_loss(x_int, eps_0, gamma_0, vocab_size)
 
 
 # ----------------------------------------------------------------------------

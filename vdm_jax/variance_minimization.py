@@ -65,32 +65,22 @@ def _draw(vdm: VDM, rng, shape, shard=(0, 1)) -> _Draws:
 
 def _schedule_outputs(vdm: VDM, schedule_params, t):
   """Per-example schedule values the diffusion loss depends on."""
-  gamma_fn = schedules.bind(vdm.schedule, schedule_params)
-  if vdm.num_steps:
-    return gamma_fn(t), gamma_fn(t - 1.0 / vdm.num_steps)
-  return schedules.gamma_and_derivative(gamma_fn, t)
+  return losses.schedule_values(schedules.bind(vdm.schedule, schedule_params), t,
+                                vdm.num_steps)
 
 
 def _per_example_diffusion(vdm, network_params, sched_vals, f, draws, *, train,
                            label, dtype):
-  gamma_t, other = sched_vals
   eps_fn = vdm.eps_fn({"network": network_params}, train=train,
                       rng=draws.dropout, label=label, dtype=dtype)
-  g = gamma_t.reshape(gamma_t.shape + (1,) * (f.ndim - 1))
-  z_t = schedules.alpha(g) * f + schedules.sigma(g) * draws.eps
-  eps_hat = eps_fn(z_t, gamma_t)
-  if vdm.num_steps:
-    return losses.diffusion_loss_discrete(draws.eps, eps_hat, gamma_t, other,
-                                          vdm.num_steps)
-  return losses.diffusion_loss_continuous(draws.eps, eps_hat, other)
+  return losses.diffusion_loss_at(f, draws.eps, sched_vals, eps_fn=eps_fn,
+                                  num_steps=vdm.num_steps)
 
 
-def _endpoint_terms(vdm, schedule_params, x_int, f, eps_0):
-  gamma_fn = schedules.bind(vdm.schedule, schedule_params)
-  gamma_0 = gamma_fn(jnp.zeros((), jnp.float32))
-  gamma_1 = gamma_fn(jnp.ones((), jnp.float32))
-  return (losses.prior_kl(f, gamma_1),
-          losses.reconstruction_loss(x_int, eps_0, gamma_0, vdm.vocab_size))
+def _endpoint_terms(vdm, schedule_params, x_int, eps_0):
+  return losses.endpoint_terms(
+      x_int, eps_0, gamma_fn=schedules.bind(vdm.schedule, schedule_params),
+      vocab_size=vdm.vocab_size)
 
 
 def _bpd_scale(x_int):
@@ -114,7 +104,7 @@ def vlb_loss(vdm: VDM, params, rng, x_int, *, train: bool = True, label=None,
   sched_vals = _schedule_outputs(vdm, params["schedule"], draws.t)
   diff = _per_example_diffusion(vdm, params["network"], sched_vals, f, draws,
                                 train=train, label=label, dtype=dtype)
-  prior, recon = _endpoint_terms(vdm, params["schedule"], x_int, f, draws.eps_0)
+  prior, recon = _endpoint_terms(vdm, params["schedule"], x_int, draws.eps_0)
   return _summarise(x_int, diff, prior, recon)
 
 
@@ -180,7 +170,7 @@ def vlb_loss_and_grads(vdm: VDM, params, rng, x_int, *, train: bool = True,
         g_sched, g_sq)
 
   def endpoint_bpd(sp):
-    prior, recon = _endpoint_terms(vdm, sp, x_int, f, draws.eps_0)
+    prior, recon = _endpoint_terms(vdm, sp, x_int, draws.eps_0)
     return jnp.mean(prior + recon) * scale, (prior, recon)
 
   (_, (prior, recon)), g_ends = jax.value_and_grad(
