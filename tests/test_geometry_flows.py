@@ -128,3 +128,37 @@ def test_get_density_rejects_unknown_names():
     toy_densities.get_density("double_banana")
   with pytest.raises(ValueError, match="1 <= intrinsic_dim < dim"):
     toy_densities.sinusoid(3, 3)
+
+
+def test_hemisphere_has_its_known_dimension():
+  """Hemisphere(k, D): points on a quarter of the unit S^k in a (k+1)-plane."""
+  k, d = 3, 9
+  man = toy_densities.get_density(f"hemisphere_{k}_{d}")
+  assert man.dim == d and man.intrinsic_dim == k and man.name == "hemisphere_3_9"
+  q = man.embedding
+  np.testing.assert_allclose(q.T @ q, jnp.eye(k + 1), atol=1e-5)
+  x = jax.jit(lambda r: toy_densities.sample(man, r, 2000))(jax.random.key(0))
+  assert x.shape == (2000, d)
+  c = x @ q
+  # On the unit sphere, inside the embedding plane, in the quarter c_1, c_k+1 >= 0.
+  np.testing.assert_allclose(jnp.linalg.norm(c, axis=-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(c @ q.T, x, atol=1e-5)
+  assert float(jnp.min(c[:, 0])) >= -1e-6 and float(jnp.min(c[:, -1])) >= -1e-6
+  # Globally the data span exactly k + 1 directions ...
+  sv = jnp.linalg.svd(x - x.mean(0), compute_uv=False)
+  assert float(sv[k] / sv[0]) > 0.05 and float(sv[k + 1] / sv[0]) < 1e-5
+  # ... and locally k: the chart's Jacobian has rank k at interior angles.
+  theta = man.sample_params(jax.random.key(1), 64)
+  jac = jax.jit(jax.vmap(jax.jacfwd(man.chart)))(theta)
+  sv = jnp.linalg.svd(jac, compute_uv=False)
+  assert sv.shape == (64, k)
+  assert float(jnp.min(sv)) > 1e-3
+  # theta_1 = (pi/2) Beta(5, 5): mean pi/4.
+  np.testing.assert_allclose(jnp.mean(theta[:, 0]), jnp.pi / 4, atol=0.05)
+  # sphere_point: S^1 is (cos, sin).
+  np.testing.assert_allclose(toy_densities.sphere_point(jnp.array([0.3])),
+                             [np.cos(0.3), np.sin(0.3)], atol=1e-6)
+  with pytest.raises(ValueError, match="1 <= intrinsic_dim < dim"):
+    toy_densities.hemisphere(3, 3)
+  with pytest.raises(TypeError, match="ToyDensity or EmbeddedManifold"):
+    toy_densities.sample("river", jax.random.key(0), 4)

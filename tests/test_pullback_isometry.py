@@ -47,6 +47,40 @@ def test_hutchinson_is_unbiased():
       q.forward, x, jax.random.key(1)), 0, atol=1e-10)
 
 
+def test_length_estimator():
+  """(||J v|| - 1)^2 on unit probes: 0 for rotations, (c - 1)^2 for c I."""
+  x = jax.random.normal(jax.random.key(0), (6, 3))
+  est = jax.jit(lambda f, r: isometry.isometry_penalty_length(
+      f, x, r, num_probes=8), static_argnums=0)
+  rot = flows.affine(jnp.asarray(np.linalg.qr(
+      np.random.default_rng(0).normal(size=(3, 3)))[0], jnp.float32))
+  np.testing.assert_allclose(est(rot.forward, jax.random.key(1)), 0.0,
+                             atol=1e-10)
+  np.testing.assert_allclose(est(lambda p: 1.5 * p, jax.random.key(1)), 0.25,
+                             rtol=1e-5)
+  # A shear stretches some directions: strictly positive.
+  assert bool(jnp.all(est(toy_densities.sinusoid(1, 3).phi,
+                          jax.random.key(2)) > 1e-3))
+  # A diagonal map diag(s): ||J v||^2 = sum_i s_i^2 v_i^2; check vs Monte Carlo.
+  s = jnp.array([0.5, 1.0, 2.0])
+  v = jax.random.normal(jax.random.key(3), (200000, 3))
+  v = v / jnp.linalg.norm(v, axis=-1, keepdims=True)
+  mc = jnp.mean((jnp.linalg.norm(v * s, axis=-1) - 1.0) ** 2)
+  big = isometry.isometry_penalty_length(lambda p: s * p, x[:2],
+                                         jax.random.key(4), num_probes=20000)
+  np.testing.assert_allclose(big, mc, rtol=0.05)
+  loss_fn = isometry.make_loss_fn(flows.RealNVP(dim=3, n_steps=2, hidden=8),
+                                  lambda_iso=1.0, iso_estimator="length")
+  params = isometry.init_params(flows.RealNVP(dim=3, n_steps=2, hidden=8),
+                                jax.random.key(5))
+  # Identity flow at init: zero penalty.
+  np.testing.assert_allclose(loss_fn(params, x, jax.random.key(6))[1]["iso"],
+                             0.0, atol=1e-10)
+  with pytest.raises(ValueError, match="num_probes must be >= 1"):
+    isometry.isometry_penalty_length(rot.forward, x, jax.random.key(0),
+                                     num_probes=0)
+
+
 def test_loss_switches_and_bad_inputs():
   model = flows.RealNVP(dim=2, n_steps=2, hidden=8, n_blocks=1)
   params = isometry.init_params(model, jax.random.key(0))

@@ -13,9 +13,11 @@ a local isometry so that the deformed-Gaussian geometry of
       + \\lambda_{iso} \\|D\\varphi_\\theta(x)^\\top D\\varphi_\\theta(x) - I\\|_F^2
       + \\lambda_{vol} |\\log|\\det D\\varphi_\\theta(x)||\\Big].
 
-The isometry term has two estimators: ``'exact'`` (the full Jacobian by
-`jax.jacfwd`, for small D) and ``'hutchinson'``, an unbiased estimate from
-Jacobian-vector products, for large D:
+The isometry term has three estimators: ``'exact'`` (the full Jacobian by
+`jax.jacfwd`, for small D), ``'length'`` (the paper code's default, the mean of
+(||J v|| - 1)^2 over random unit probes v; JVPs only) and ``'hutchinson'``, an
+unbiased estimate of the Frobenius term from Jacobian-vector products, for
+large D:
 
 .. math::
 
@@ -53,6 +55,7 @@ from vdm_jax import _checks
 from vdm_jax.geometry import flows
 
 _LOG_2PI = math.log(2.0 * math.pi)
+_ISO_ESTIMATORS = ("exact", "hutchinson", "length")
 
 
 # ----------------------------------------------------------------------------
@@ -138,6 +141,42 @@ def isometry_penalty_hutchinson(phi: Callable, x, rng, *, num_probes: int = 4):
   return jax.vmap(one)(x, probes)
 
 
+def isometry_penalty_length(phi: Callable, x, rng, *, num_probes: int = 4):
+  """The paper's 'length' estimator: (||Dphi(x) v|| - 1)^2 for unit probes v.
+
+  .. math::
+
+    \\widehat{R}_{len}(x) = \\frac1M \\sum_{m=1}^M (\\|J v_m\\| - 1)^2, \\quad
+    v_m \\sim \\mathrm{Unif}(S^{D-1}).
+
+  It is zero iff J preserves the length of every probe (so zero in
+  expectation iff J is orthogonal), but it is NOT an estimate of the
+  Frobenius term: it penalises lengths only, through JVPs only (one per
+  probe), which makes it the cheapest of the three. This is the paper code's
+  default isometry regulariser (``reg_iso_type='length'``, maths sheet B.6).
+
+  Args:
+    phi: one point ``[D] -> [D]``.
+    x: ``[B, D]`` points.
+    rng: a `jax.random.key`.
+    num_probes: M, unit probes per example (static).
+
+  Returns:
+    ``[B]`` estimates.
+  """
+  _checks.check_rank(x, 2, "x")
+  if num_probes < 1:
+    raise ValueError(f"num_probes must be >= 1, got {num_probes}.")
+  probes = jax.random.normal(rng, (x.shape[0], num_probes, x.shape[1]), x.dtype)
+  probes = probes / jnp.linalg.norm(probes, axis=-1, keepdims=True)
+
+  def one(p, vs):
+    jv = jax.vmap(lambda v: jax.jvp(phi, (p,), (v,))[1])(vs)
+    return jnp.mean((jnp.linalg.norm(jv, axis=-1) - 1.0) ** 2)
+
+  return jax.vmap(one)(x, probes)
+
+
 def init_params(model: flows.RealNVP, rng) -> dict[str, Any]:
   """Parameters {'flow': flow params (identity map), 'log_a': zeros [D]}."""
   return {"flow": flows.init_flow(model, rng),
@@ -160,16 +199,18 @@ def make_loss_fn(model: flows.RealNVP, *, lambda_iso: float = 0.0,
     lambda_iso: weight of the isometry regulariser.
     lambda_vol: weight of the volume regulariser |log|det Dphi||.
     learn_a: learn the base variances; if False, A = I.
-    iso_estimator: 'exact' (full Jacobian) or 'hutchinson' (JVP/VJP probes).
-    num_probes: probes for 'hutchinson'.
+    iso_estimator: 'exact' (full Jacobian), 'hutchinson' (JVP/VJP probes,
+      unbiased for the Frobenius term) or 'length' (the paper code's default,
+      (||J v|| - 1)^2 on unit probes; see `isometry_penalty_length`).
+    num_probes: probes for 'hutchinson' and 'length'.
 
   Returns:
     ``loss_fn(params, x [B, D], rng) -> (loss [B], aux)`` with aux a dict of
     per-example 'nll' (nats), 'iso' and 'vol' terms.
   """
-  if iso_estimator not in ("exact", "hutchinson"):
+  if iso_estimator not in _ISO_ESTIMATORS:
     raise ValueError(
-        f"iso_estimator must be 'exact' or 'hutchinson', got "
+        f"iso_estimator must be one of {_ISO_ESTIMATORS}, got "
         f"{iso_estimator!r}.")
   if lambda_iso < 0 or lambda_vol < 0:
     raise ValueError(
@@ -190,6 +231,8 @@ def make_loss_fn(model: flows.RealNVP, *, lambda_iso: float = 0.0,
       phi = lambda p: model.apply(params["flow"], p)[0]
       if iso_estimator == "exact":
         iso = isometry_penalty_exact(phi, x)
+      elif iso_estimator == "length":
+        iso = isometry_penalty_length(phi, x, rng, num_probes=num_probes)
       else:
         iso = isometry_penalty_hutchinson(phi, x, rng, num_probes=num_probes)
     vol = jnp.abs(log_det)

@@ -11,6 +11,9 @@ x = phi^{-1}(z), z ~ N(0, diag(a)), are all available in closed form.
 * ``sinusoid(k, D)``:  the last k coordinates u ~ N(0, 3 I_k) are intrinsic and
   the first D - k are y_j = sin(w_j^T u) + sqrt(1e-3) xi_j with w_j ~ U[1, 2]^k,
   i.e. phi(x) = (x_y - sin(W x_u), x_u) and a = (1e-3 1_{D-k}, 3 1_k).
+* ``hemisphere(k, D)``: a noise-free k-dimensional quarter of the unit sphere
+  S^k, embedded isometrically in R^D (an `EmbeddedManifold`: it is not a
+  deformed Gaussian, so there is no ground-truth phi, only the chart).
 
 Deviation from the paper: its 2-D sets are drawn by MALA chains; since det Dphi
 = 1 here we draw exact samples instead (no chain bias). Its sinusoid weights are
@@ -126,17 +129,110 @@ def sinusoid(intrinsic_dim: int, dim: int, *, seed: int = 0,
   return ToyDensity(f"sinusoid_{k}_{dim}", phi, phi_inv, diag_a, k)
 
 
-def sample(density: ToyDensity, rng, num: int):
-  """Exact samples x = phi^{-1}(z), z ~ N(0, diag(a)).
+class EmbeddedManifold(NamedTuple):
+  """A data set on a known k-dimensional manifold in R^D, given by a chart.
+
+  Attributes:
+    name: data-set name.
+    chart: the parametrisation, one parameter vector ``[k] -> [D]``.
+    sample_params: ``(rng, num) -> [num, k]`` draws of the chart parameters.
+    embedding: the ``[D, k + 1]`` orthonormal frame of the embedding.
+    intrinsic_dim: k.
+  """
+  name: str
+  chart: Callable[[jax.Array], jax.Array]
+  sample_params: Callable[[jax.Array, int], jax.Array]
+  embedding: jax.Array
+  intrinsic_dim: int
+
+  @property
+  def dim(self) -> int:
+    return int(self.embedding.shape[0])
+
+
+def sphere_point(angles):
+  """Hyperspherical coordinates: k angles -> a point of the unit sphere S^k.
+
+  .. math::
+
+    c_i = \\Big(\\prod_{j < i} \\sin\\theta_j\\Big)\\cos\\theta_i \\ (i \\le k),
+    \\qquad c_{k+1} = \\prod_{j \\le k} \\sin\\theta_j.
 
   Args:
-    density: a `ToyDensity`.
+    angles: theta, ``[k]``.
+
+  Returns:
+    ``[k + 1]`` unit vector.
+  """
+  sines = jnp.concatenate([jnp.ones((1,), angles.dtype),
+                           jnp.cumprod(jnp.sin(angles))])
+  cosines = jnp.concatenate([jnp.cos(angles), jnp.ones((1,), angles.dtype)])
+  return sines * cosines
+
+
+def hemisphere(intrinsic_dim: int, dim: int, *, seed: int = 0
+               ) -> EmbeddedManifold:
+  """The paper's Hemisphere(k, D): a quarter of S^k embedded in R^D.
+
+  .. math::
+
+    \\theta_1 = \\tfrac{\\pi}{2} B,\\ B \\sim \\mathrm{Beta}(5, 5), \\quad
+    \\theta_{2..k} \\sim U[0, \\pi], \\quad
+    x = Q\\, c(\\theta), \\quad Q \\in \\mathbb R^{D \\times (k+1)},\\
+    Q^\\top Q = I,
+
+  with c the hyperspherical coordinates of `sphere_point` (so c_1 >= 0 and
+  c_{k+1} >= 0: a quarter-sphere, not uniform) and Q the Q factor of a
+  ``seed``-ed Gaussian ``[D, k + 1]`` matrix. The data are noise-free.
+
+  Args:
+    intrinsic_dim: k >= 1.
+    dim: the ambient dimension D >= k + 1.
+    seed: seed of the embedding Q.
+
+  Returns:
+    The `EmbeddedManifold`.
+  """
+  if not 1 <= intrinsic_dim < dim:
+    raise ValueError(
+        f"hemisphere needs 1 <= intrinsic_dim < dim, got intrinsic_dim="
+        f"{intrinsic_dim}, dim={dim}.")
+  k = intrinsic_dim
+  q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(dim, k + 1)))
+  q = jnp.asarray(q, jnp.float32)
+
+  def chart(angles):
+    if jnp.shape(angles) != (k,):
+      raise ValueError(
+          f"angles must have shape [k] = [{k}], got {jnp.shape(angles)}.")
+    return q @ sphere_point(angles)
+
+  def sample_params(rng, num):
+    k1, k2 = jax.random.split(rng)
+    theta1 = 0.5 * jnp.pi * jax.random.beta(k1, 5.0, 5.0, (num, 1))
+    rest = jax.random.uniform(k2, (num, k - 1), minval=0.0, maxval=jnp.pi)
+    return jnp.concatenate([theta1, rest], axis=-1)
+
+  return EmbeddedManifold(f"hemisphere_{k}_{dim}", chart, sample_params, q, k)
+
+
+def sample(density, rng, num: int):
+  """Exact samples: x = phi^{-1}(z), z ~ N(0, diag(a)), or x = chart(theta).
+
+  Args:
+    density: a `ToyDensity` or an `EmbeddedManifold`.
     rng: a `jax.random.key`.
     num: number of samples.
 
   Returns:
     ``[num, D]`` float32 samples.
   """
+  if isinstance(density, EmbeddedManifold):
+    return jax.vmap(density.chart)(density.sample_params(rng, num))
+  if not isinstance(density, ToyDensity):
+    raise TypeError(
+        f"density must be a ToyDensity or EmbeddedManifold, got "
+        f"{type(density).__name__}.")
   z = jax.random.normal(rng, (num, density.dim)) * jnp.sqrt(density.diag_a)
   return jax.vmap(density.phi_inv)(z)
 
@@ -156,15 +252,23 @@ def log_density(density: ToyDensity, x):
   return -0.5 * jnp.sum(z**2 / a + jnp.log(2.0 * jnp.pi * a), axis=-1)
 
 
-def get_density(name: str) -> ToyDensity:
-  """Looks a density up by name: the 2-D sets or ``sinusoid_<k>_<D>``."""
+def get_density(name: str):
+  """Looks a data set up by name.
+
+  Args:
+    name: a 2-D set, ``sinusoid_<k>_<D>`` or ``hemisphere_<k>_<D>``.
+
+  Returns:
+    A `ToyDensity` (an `EmbeddedManifold` for hemispheres).
+  """
   two_d = {"single_banana": single_banana, "squeezed_banana": squeezed_banana,
            "river": river}
   if name in two_d:
     return two_d[name]()
   parts = name.split("_")
-  if len(parts) == 3 and parts[0] == "sinusoid":
-    return sinusoid(int(parts[1]), int(parts[2]))
+  if len(parts) == 3 and parts[0] in ("sinusoid", "hemisphere"):
+    builder = sinusoid if parts[0] == "sinusoid" else hemisphere
+    return builder(int(parts[1]), int(parts[2]))
   raise ValueError(
-      f"unknown density {name!r}; expected one of {sorted(two_d)} or "
-      "'sinusoid_<k>_<D>'.")
+      f"unknown density {name!r}; expected one of {sorted(two_d)}, "
+      "'sinusoid_<k>_<D>' or 'hemisphere_<k>_<D>'.")
