@@ -8,16 +8,23 @@ PF-ODE likelihood against the NFE of the likelihood solve:
 * ``toy``: ring of 8 Gaussians in 2-D, driven by the *exact* score (isolates
   discretisation error) and by a small `ScoreMLP` trained here (DSM, VP SDE);
   ODE NLL in nats and bits/dim of the continuous 2-D density (exact divergence).
-* ``digits``: the 8x8 digits flattened to 64-D, a `ScoreMLP` trained here on
-  uniformly dequantised data in [-1, 1] (V = 17 levels, so the bpd is a proper
-  bound); ODE bits/dim with the Hutchinson (Rademacher) divergence and the
-  offset log2(17) - 1 (`likelihood.bpd_offset`). Skipped with --skip_digits.
+* ``digits_mlp``: the 8x8 digits flattened to 64-D, a `ScoreMLP` trained here
+  on uniformly dequantised data in [-1, 1] (V = 17 levels, so the bpd is a
+  proper bound); ODE bits/dim with the Hutchinson (Rademacher) divergence and
+  the offset log2(17) - 1 (`likelihood.bpd_offset`).
+* ``digits_vdm``: the digits VDM of the training system (UNet, learned
+  schedule; ``launch.py --config=configs/vdm_digits.py --workdir=runs/digits``
+  first), sampled through its `ScheduleVPSDE`; ODE bits/dim with the forward
+  process as dequantiser (`likelihood.forward_dequantized_ode_bpd`), exact
+  divergence on --vdm_exact_n test images and Hutchinson on all 297, next to
+  the model's own VLB on the same images.
 
 Outputs in --workdir: ``results.json``, ``table.md`` (printed) and
 ``tradeoff.png`` (energy distance vs NFE per sampler, log-log; ODE NLL vs NFE).
 
   python -m benchmarks.samplers --workdir results/bench_samplers   # ~5-10 min CPU
   python -m benchmarks.samplers --quick --workdir /tmp/bench_samplers
+  python -m benchmarks.samplers --parts digits_vdm   # only the VDM rows
 
 (`python -m` from the repository root: run as a script, benchmarks/compression.py
 would shadow the standard-library `compression` module that jax imports.)
@@ -53,7 +60,16 @@ from vdm_jax.sde import training  # noqa: E402
 _WORKDIR = flags.DEFINE_string("workdir", "results/bench_samplers",
                                "Output directory.")
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny smoke run.")
-_SKIP_DIGITS = flags.DEFINE_bool("skip_digits", False, "Toy rows only.")
+_PARTS = flags.DEFINE_list(
+    "parts", ["toy", "digits_mlp", "digits_vdm"],
+    "Which models to (re)run; rows of the others are kept from an earlier "
+    "results.json in --workdir.")
+_VDM_WORKDIR = flags.DEFINE_string(
+    "vdm_workdir", "runs/digits",
+    "Workdir of `launch.py --config=configs/vdm_digits.py` (the digits_vdm "
+    "part loads its latest EMA checkpoint).")
+_VDM_EXACT_N = flags.DEFINE_integer(
+    "vdm_exact_n", 20, "Test images for the exact-divergence ODE bits/dim.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
@@ -201,6 +217,79 @@ def digits_benchmark(rng, quick):
   return rows, bpd_rows, floor
 
 
+def _part_of(model):
+  return {"toy_exact": "toy", "toy_learned": "toy"}.get(model, model)
+
+
+def digits_vdm_benchmark(rng, quick, workdir, exact_n):
+  """Sampler sweep and PF-ODE bits/dim of the training system's digits VDM."""
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.getcwd())
+  from configs import vdm_digits  # pylint: disable=g-import-not-at-top
+  from vdm_jax import train  # pylint: disable=g-import-not-at-top
+  from vdm_jax.data import digits_arrays  # pylint: disable=g-import-not-at-top
+  cfg = vdm_digits.get_config()
+  vdm, params, step = train.load_params(cfg, workdir)
+  gamma_fn = vdm.gamma_fn(params)
+  eps_fn = vdm.eps_fn(params)
+  sde = sdes.ScheduleVPSDE(gamma_fn=gamma_fn)
+
+  def score(z, t):
+    g = gamma_fn(t)
+    s = jnp.sqrt(jax.nn.sigmoid(g)).reshape((-1,) + (1,) * (z.ndim - 1))
+    return -eps_fn(z, g) / s
+
+  vocab = cfg.data.vocab_size
+  train_x, _ = digits_arrays("train")
+  test_x, _ = digits_arrays("test")
+  centre = lambda x: (2.0 * (x.astype(np.float32) + 0.5) / vocab - 1.0)
+  held_out = centre(test_x).reshape(len(test_x), -1)
+  floor = float(metrics.energy_distance(
+      centre(train_x[:len(test_x)]).reshape(len(test_x), -1), held_out))
+  n = 100 if quick else len(test_x)
+
+  flat_score = lambda z, t: score(z.reshape((-1,) + test_x.shape[1:]),
+                                  t).reshape(z.shape)
+  rows = run_sweep(jax.random.fold_in(rng, 0), flat_score, sde,
+                   (n, held_out.shape[1]), held_out, quick,
+                   f"digits_vdm")
+  x_all = jnp.asarray(test_x, jnp.int32)
+  vlb_fn = jax.jit(lambda k, x: vdm.vlb_terms(params, k, x).total)
+  vlb = float(np.mean([np.mean(vlb_fn(jax.random.fold_in(rng, 50 + i), x_all))
+                       for i in range(8)])) / (
+                           math.prod(test_x.shape[1:]) * math.log(2.0))
+  like = []
+  settings = [("exact", exact_n if not quick else 4, tol)
+              for tol in ([1e-2] if quick else [1e-2, 1e-3, 1e-4, 1e-5])]
+  settings.append(("rademacher", len(test_x) if not quick else 20,
+                   1e-3 if quick else 1e-5))
+  for div, n_img, tol in settings:
+    x = x_all[:n_img]
+    f = jax.jit(lambda k, x, tol=tol, div=div:
+                likelihood.forward_dequantized_ode_bpd(
+                    k, score, sde, x, vocab_size=vocab, divergence=div,
+                    rtol=tol, atol=tol))
+    t0 = time.time()
+    bpd, _, nfe = f(jax.random.fold_in(rng, 13), x)
+    bpd = np.asarray(bpd)
+    vlb_sub = float(np.mean([np.mean(vlb_fn(jax.random.fold_in(rng, 50 + i), x))
+                             for i in range(8)])) / (
+                                 math.prod(test_x.shape[1:]) * math.log(2.0))
+    like.append({"model": "digits_vdm", "tol": tol, "nfe": int(nfe),
+                 "bits_per_dim": float(bpd.mean()),
+                 "bits_per_dim_se": float(bpd.std() / math.sqrt(len(bpd))),
+                 "n_images": int(n_img), "divergence": div,
+                 "vlb_bits_per_dim_same_images": vlb_sub,
+                 "vlb_bits_per_dim_test": vlb, "checkpoint_step": step,
+                 "seconds": round(time.time() - t0, 1),
+                 "note": (f"q(z_0|x) dequantisation, {div} div., "
+                          f"{n_img} images, VLB {vlb_sub:.3f}")})
+    print(f"  digits_vdm ODE bpd {div} tol={tol:g} n={n_img}: nfe={int(nfe)} "
+          f"bpd={bpd.mean():.4f} (VLB same images {vlb_sub:.4f}) "
+          f"{time.time() - t0:.0f}s", flush=True)
+  return rows, like, floor
+
+
 def best_at_budget(rows, model, budgets=(20, 50, 100, 200, 500)):
   """For each sampler, the best energy distance reached with NFE <= budget."""
   out = {}
@@ -217,19 +306,37 @@ def best_at_budget(rows, model, budgets=(20, 50, 100, 200, 500)):
 def main(argv):
   del argv
   quick = _QUICK.value
+  parts = set(_PARTS.value)
+  unknown = parts - {"toy", "digits_mlp", "digits_vdm"}
+  if unknown:
+    raise app.UsageError(f"--parts: unknown {sorted(unknown)}.")
   os.makedirs(_WORKDIR.value, exist_ok=True)
   rng = jax.random.key(_SEED.value)
-  print("toy ring mixture:")
   rows, like_rows, floors = [], [], {}
-  r, lr, floors["toy"] = toy_benchmark(jax.random.fold_in(rng, 0), quick)
-  rows += r
-  like_rows += lr
-  if _SKIP_DIGITS.value:
-    print("digits rows skipped (--skip_digits).")
-  else:
+  old_path = os.path.join(_WORKDIR.value, "results.json")
+  if os.path.exists(old_path) and parts != {"toy", "digits_mlp", "digits_vdm"}:
+    with open(old_path) as f:
+      old = json.load(f)
+    keep = lambda r: _part_of(r["model"]) not in parts
+    rows += [r for r in old["sampling"] if keep(r)]
+    like_rows += [r for r in old["likelihood"] if keep(r)]
+    floors.update(old["floors"])
+  if "toy" in parts:
+    print("toy ring mixture:")
+    r, lr, floors["toy"] = toy_benchmark(jax.random.fold_in(rng, 0), quick)
+    rows += r
+    like_rows += lr
+  if "digits_mlp" in parts:
     print("digits (64-D ScoreMLP):")
     r, lr, floors["digits"] = digits_benchmark(jax.random.fold_in(rng, 1),
                                                quick)
+    rows += r
+    like_rows += lr
+  if "digits_vdm" in parts:
+    print(f"digits (VDM UNet from {_VDM_WORKDIR.value}):")
+    r, lr, floors["digits"] = digits_vdm_benchmark(
+        jax.random.fold_in(rng, 3), quick, _VDM_WORKDIR.value,
+        _VDM_EXACT_N.value)
     rows += r
     like_rows += lr
 
@@ -250,8 +357,10 @@ def main(argv):
   lines.append("| model | tol | NFE | NLL (nats) | bits/dim | note |")
   lines.append("|---|---|---|---|---|---|")
   for r in like_rows:
-    note = (f"true NLL {r['true_nll_nats']:.4f}" if "true_nll_nats" in r
-            else f"+- {r['bits_per_dim_se']:.3f} (s.e.), V=17 dequantised")
+    if "true_nll_nats" in r:
+      note = f"true NLL {r['true_nll_nats']:.4f}"
+    else:
+      note = f"+- {r['bits_per_dim_se']:.3f} (s.e.), V=17, {r.get('note', 'uniform dequantisation')}"
     nll = f"{r['nll_nats']:.4f}" if "nll_nats" in r else "-"
     lines.append(f"| {r['model']} | {r['tol']:g} | {r['nfe']} | {nll} | "
                  f"{r['bits_per_dim']:.4f} | {note} |")

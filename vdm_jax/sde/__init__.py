@@ -16,6 +16,7 @@ from vdm_jax.sde import training
 from vdm_jax.sde.guidance import classifier_free_guided_score
 from vdm_jax.sde.guidance import classifier_guided_score
 from vdm_jax.sde.guidance import drop_labels
+from vdm_jax.sde.likelihood import forward_dequantized_ode_bpd
 from vdm_jax.sde.likelihood import ode_bpd
 from vdm_jax.sde.likelihood import ode_logp
 from vdm_jax.sde.losses import dsm_loss
@@ -45,6 +46,7 @@ __all__ = [
     "make_dsm_loss_fn",
     "make_score_fn",
     "metrics",
+    "forward_dequantized_ode_bpd",
     "ode_bpd",
     "ode_logp",
     "ode_sample",
