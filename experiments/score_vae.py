@@ -48,6 +48,7 @@ from vdm_jax.conditional import metrics as cond_metrics
 from vdm_jax.models import ScoreMLP
 from vdm_jax.models import UNet
 from vdm_jax.score_vae import metrics
+from vdm_jax.sde import ScheduleVPSDE
 from vdm_jax.sde import VPSDE
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -58,12 +59,15 @@ _WORKDIR = flags.DEFINE_string("workdir", "results/score_vae",
 
 # ------------------------------------------------------------------ data -----
 def load_data(cfg):
-  """Returns (train [N,H,W,C] in [-1,1], train labels or None, test, test labels)."""
+  """Integer images and labels: (train [N,H,W,C], labels or None, test, labels, V).
+
+  Pixels are integers in {0..V-1} (V = 17 grey levels for the digits, 256 for
+  tfds images, which are resized to `image_size` and rounded).
+  """
   if cfg.source == "digits":
     from vdm_jax.data import digits_arrays  # pylint: disable=g-import-not-at-top
     (xtr, ytr), (xte, yte) = digits_arrays("train"), digits_arrays("test")
-    scale = lambda x: (x.astype(np.float32) / 16.0) * 2.0 - 1.0
-    xtr, xte = scale(xtr), scale(xte)
+    levels = 17
   elif cfg.source == "tfds":
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -73,19 +77,39 @@ def load_data(cfg):
       def prep(ex):
         img = tf.image.resize(ex["image"], (cfg.image_size, cfg.image_size),
                               antialias=True)
-        return img / 127.5 - 1.0, ex.get("label", tf.constant(-1, tf.int64))
+        img = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+        return img, ex.get("label", tf.constant(-1, tf.int64))
       xs, ys = zip(*tfds.as_numpy(ds.map(prep)))
-      return np.stack(xs).astype(np.float32), np.asarray(ys)
+      return np.stack(xs), np.asarray(ys)
     (xtr, ytr), (xte, yte) = split("train"), split("test")
     if np.all(ytr < 0):
       ytr = yte = None
+    levels = 256
   else:
     raise ValueError(f"data.source must be 'digits' or 'tfds', got {cfg.source!r}.")
   if cfg.max_train:
     xtr, ytr = xtr[:cfg.max_train], (None if ytr is None else ytr[:cfg.max_train])
   if cfg.max_test:
     xte, yte = xte[:cfg.max_test], (None if yte is None else yte[:cfg.max_test])
-  return xtr, ytr, xte, yte
+  return xtr, ytr, xte, yte, levels
+
+
+def make_scaling(scaling, levels):
+  """Returns (to_model(x_int), to_pixels(x_model)) for `data.scaling`.
+
+  'unit': x / (V - 1) * 2 - 1 (pixel range exactly [-1, 1]); 'bins': the VDM
+  bin centres 2 (x + 1/2) / V - 1 (`vdm_jax.losses.encode_discrete`), needed
+  for a VDM prior. `to_pixels` maps model space back to the 'unit' scale, in
+  which every metric is computed.
+  """
+  v = float(levels)
+  if scaling == "unit":
+    return (lambda x: np.asarray(x, np.float32) / (v - 1) * 2 - 1,
+            lambda x: np.asarray(x))
+  if scaling == "bins":
+    return (lambda x: 2 * (np.asarray(x, np.float32) + 0.5) / v - 1,
+            lambda x: ((np.asarray(x) + 1) * v / 2 - 0.5) / (v - 1) * 2 - 1)
+  raise ValueError(f"data.scaling must be 'unit' or 'bins', got {scaling!r}.")
 
 
 # -------------------------------------------------------------- training -----
@@ -205,13 +229,89 @@ def train_or_load_prior(config, sde, xtr, workdir, rng):
                                          "saved_to": path}
 
 
+def load_vdm_config(path):
+  """`get_config()` of a training-system config file (e.g. configs/vdm_digits.py)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  path = os.path.abspath(path)
+  if not os.path.exists(path):
+    raise ValueError(f"prior.vdm_config {path} does not exist.")
+  root = os.path.dirname(os.path.dirname(path))   # configs/ imports `configs.*`
+  if root not in sys.path:
+    sys.path.insert(0, root)
+  spec = importlib.util.spec_from_file_location("_score_vae_prior_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def load_vdm_prior(config, data_shape, levels):
+  """Loads (or trains, then loads) a `vdm_jax.train` checkpoint as the prior.
+
+  The checkpoint's data shape and grey levels, and the ScoreVAE data scaling,
+  must match (`score_vae.check_vdm_matches_data`). If `prior.vdm_workdir` has
+  no checkpoint at `training.num_train_steps` and `prior.train_if_missing`,
+  runs (or resumes) `vdm_jax.train.train_and_evaluate` there first.
+
+  Returns:
+    (sde, prior_score_apply, params, info): the VP SDE of the learned schedule
+    (`ScheduleVPSDE`), the score `-eps_hat / sigma_t`, the EMA parameters.
+  """
+  from vdm_jax import train as vdm_train  # pylint: disable=g-import-not-at-top
+  cfg = config.prior
+  vc = load_vdm_config(cfg.vdm_config)
+  score_vae.check_vdm_matches_data(
+      image_shape=vc.data.image_shape, vocab_size=vc.data.vocab_size,
+      data_shape=data_shape, data_levels=levels, scaling=config.data.scaling)
+  info = {"vdm_config": cfg.vdm_config, "vdm_workdir": cfg.vdm_workdir}
+  want = int(vc.training.num_train_steps)
+  try:
+    vdm, params, step = vdm_train.load_params(vc, cfg.vdm_workdir)
+  except FileNotFoundError:
+    step = -1
+  if step < want:
+    if not cfg.train_if_missing:
+      raise ValueError(
+          f"no VDM checkpoint at step {want} in {cfg.vdm_workdir} (latest: "
+          f"{step}); train it with python launch.py --config={cfg.vdm_config} "
+          f"--workdir={cfg.vdm_workdir}, or set prior.train_if_missing.")
+    print(f"training the VDM prior in {cfg.vdm_workdir} ({want} steps)...")
+    t0 = time.time()
+    vdm_train.train_and_evaluate(vc, cfg.vdm_workdir)
+    info["train_seconds"] = time.time() - t0
+    vdm, params, step = vdm_train.load_params(vc, cfg.vdm_workdir)
+  info["step"] = int(step)
+  gamma_fn = vdm.gamma_fn(params)
+  info["gamma_0"], info["gamma_1"] = (float(g) for g in gamma_fn(
+      jnp.array([0.0, 1.0])))
+  sde = ScheduleVPSDE(gamma_fn=gamma_fn, eps=config.sde.t_min)
+  prior_score_apply = score_vae.score_from_vdm(vdm)
+  score_vae.check_prior_matches_data(prior_score_apply, params, data_shape)
+  print(f"loaded VDM prior (step {step}, gamma_0 {info['gamma_0']:.2f}, "
+        f"gamma_1 {info['gamma_1']:.2f}) from {cfg.vdm_workdir}")
+  return sde, prior_score_apply, params, info
+
+
+def build_prior(config, xtr, levels, workdir, rng):
+  """Returns (sde, prior_score_apply, prior_params, info) for `prior.source`."""
+  data_shape = xtr.shape[1:]
+  if config.prior.source == "vdm":
+    return load_vdm_prior(config, data_shape, levels)
+  if config.prior.source == "dsm":
+    sde = VPSDE(beta_min=config.sde.beta_min, beta_max=config.sde.beta_max,
+                eps=config.sde.t_min)
+    return (sde,) + train_or_load_prior(config, sde, xtr, workdir, rng)
+  raise ValueError(f"prior.source must be 'vdm' or 'dsm', got "
+                   f"{config.prior.source!r}.")
+
+
 # --------------------------------------------------------------- encoder -----
-def make_encoder(cfg):
+def make_encoder(cfg, latent_dim):
   if cfg.model == "mlp":
-    return score_vae.MLPEncoder(cfg.latent_dim, hidden=tuple(cfg.hidden),
+    return score_vae.MLPEncoder(latent_dim, hidden=tuple(cfg.hidden),
                                 emb_dim=cfg.emb_dim)
   if cfg.model == "conv":
-    return score_vae.ConvEncoder(cfg.latent_dim, ch=cfg.ch,
+    return score_vae.ConvEncoder(latent_dim, ch=cfg.ch,
                                  ch_mult=tuple(cfg.ch_mult),
                                  dense=cfg.hidden[0], emb_dim=cfg.emb_dim)
   raise ValueError(f"encoder.model must be 'mlp' or 'conv', got {cfg.model!r}.")
@@ -317,97 +417,146 @@ def markdown_table(rows):
 
 
 # ------------------------------------------------------------------- main ----
-def train_pair(config, sde, prior_score_apply, prior_params, xtr, beta, rng):
-  """Trains a ScoreVAE encoder and a Gaussian VAE (same encoder, K, steps, beta)."""
-  r_enc, r_vae = jax.random.split(rng)
-  data_shape = xtr.shape[1:]
-  encoder = make_encoder(config.encoder)
-  k = config.encoder.latent_dim
+def train_scorevae(config, sde, prior_score_apply, prior_params, xtr, k, beta,
+                   rng):
+  """Trains a ScoreVAE encoder with latent size k and KL weight beta (prior frozen)."""
+  encoder = make_encoder(config.encoder, k)
   tc = config.train
-  x1 = jnp.asarray(xtr[:1])
-  sv_loss = score_vae.make_scorevae_loss(
+  loss = score_vae.make_scorevae_loss(
       sde, prior_score_apply, encoder.apply, latent_dim=k, beta=beta,
       weighting=tc.weighting, include_log_var=tc.include_log_var,
       t_min=config.sde.t_min)
   t0 = time.time()
-  enc_params, _, sv_hist = fit(
-      lambda p, key, x: sv_loss(p, prior_params, key, x)[0],
-      encoder.init(r_enc, x1, jnp.zeros((1,))), xtr, steps=tc.steps,
-      batch_size=tc.batch_size, lr=tc.lr, rng=r_enc,
-      name=f"scorevae beta={beta}")
-  sv_time = time.time() - t0
+  params, _, hist = fit(
+      lambda p, key, x: loss(p, prior_params, key, x)[0],
+      encoder.init(rng, jnp.asarray(xtr[:1]), jnp.zeros((1,))), xtr,
+      steps=tc.steps, batch_size=tc.batch_size, lr=tc.lr, rng=rng,
+      name=f"scorevae K={k} beta={beta:g}")
+  return {"encoder": encoder, "params": params, "loss": hist[-1],
+          "train_s": time.time() - t0}
 
-  decoder = score_vae.GaussianDecoder(data_shape, hidden=tuple(config.vae.hidden))
-  vae_params0 = {"encoder": encoder.init(r_vae, x1, jnp.zeros((1,))),
-                 "decoder": decoder.init(r_vae, jnp.zeros((1, k)))}
-  vae_loss = score_vae.make_vae_loss(encoder.apply, decoder.apply,
-                                     latent_dim=k, beta=beta)
+
+def train_vae(config, xtr, k, beta, rng):
+  """Trains the Gaussian VAE (same encoder architecture, K, steps, batch, lr)."""
+  encoder = make_encoder(config.encoder, k)
+  decoder = score_vae.GaussianDecoder(xtr.shape[1:],
+                                      hidden=tuple(config.vae.hidden))
+  params0 = {"encoder": encoder.init(rng, jnp.asarray(xtr[:1]), jnp.zeros((1,))),
+             "decoder": decoder.init(rng, jnp.zeros((1, k)))}
+  loss = score_vae.make_vae_loss(encoder.apply, decoder.apply, latent_dim=k,
+                                 beta=beta)
+  tc = config.train
   t0 = time.time()
-  vae_params, _, vae_hist = fit(
-      lambda p, key, x: vae_loss(p, key, x)[0], vae_params0, xtr,
-      steps=tc.steps, batch_size=tc.batch_size, lr=tc.lr, rng=r_vae,
-      name=f"vae beta={beta}")
-  return {"encoder": encoder, "decoder": decoder, "enc_params": enc_params,
-          "vae_params": vae_params, "sv_loss": sv_hist[-1],
-          "vae_loss": vae_hist[-1], "sv_train_s": sv_time,
-          "vae_train_s": time.time() - t0}
+  params, _, hist = fit(lambda p, key, x: loss(p, key, x)[0], params0, xtr,
+                        steps=tc.steps, batch_size=tc.batch_size, lr=tc.lr,
+                        rng=rng, name=f"vae K={k} beta={beta:g}")
+  return {"encoder": encoder, "decoder": decoder, "params": params,
+          "loss": hist[-1], "train_s": time.time() - t0}
 
 
-def reconstruct_all(config, sde, prior_score_apply, prior_params, pair, xte, rng):
-  """Returns {name: [N, ...] reconstructions} for the VAE and ScoreVAE decoders."""
+def scorevae_decoders(config, sde, prior_score_apply, encoder, data_shape):
+  """{name: jitted decode(prior_params, enc_params, z, rng)} for the eval config."""
   ec = config.eval
-  encoder, data_shape = pair["encoder"], xte.shape[1:]
-  enc_params = pair["enc_params"]
   def score(guidance_scale):
     return score_vae.make_conditional_score(
         prior_score_apply, encoder.apply,
         include_log_var=config.train.include_log_var,
         guidance_scale=guidance_scale)
-
-  decoders = {
-      "ScoreVAE (reverse SDE)": jax.jit(score_vae.make_decoder(
-          sde, score(1.0), data_shape, n_steps=ec.sde_steps, method="sde",
-          t_min=config.sde.t_min)),
-      "ScoreVAE (PF-ODE)": jax.jit(score_vae.make_decoder(
-          sde, score(1.0), data_shape, n_steps=ec.ode_steps, method="ode",
-          t_min=config.sde.t_min)),
-  }
-  # Guidance gamma != 1 scales the encoder score (ScoreVAE paper's knob; not
-  # Bayes' rule any more): reported as separate, labelled rows.
+  def decoder(method, steps, gamma=1.0):
+    return jax.jit(score_vae.make_decoder(
+        sde, score(gamma), data_shape, n_steps=steps, method=method,
+        t_min=config.sde.t_min, tweedie=ec.tweedie))
+  out = {"ScoreVAE": decoder("sde", ec.sde_steps)}
+  if ec.ode_steps:
+    out["ScoreVAE (PF-ODE)"] = decoder("ode", ec.ode_steps)
+  # Guidance gamma != 1 scales the encoder score (the ScoreVAE paper's knob;
+  # no longer Bayes' rule): separate, labelled rows.
   for gamma in ec.extra_guidance_scales:
-    decoders[f"ScoreVAE (reverse SDE, guidance {gamma:g})"] = jax.jit(
-        score_vae.make_decoder(sde, score(float(gamma)), data_shape,
-                               n_steps=ec.sde_steps, method="sde",
-                               t_min=config.sde.t_min))
-  encode = jax.jit(lambda x: score_vae.encode(encoder.apply, enc_params, x))
-  vae_rec = jax.jit(lambda x: score_vae.vae_reconstruct(
-      encoder.apply, pair["decoder"].apply, pair["vae_params"], x))
-  out = {"Gaussian VAE": batched(vae_rec, xte, ec.batch_size)}
-  z = batched(encode, xte, ec.batch_size)
-  for i, (name, dec) in enumerate(decoders.items()):
-    out[name] = batched(lambda zz, key, dec=dec: dec(prior_params, enc_params,
-                                                     zz, key),
-                        z, ec.batch_size, jax.random.fold_in(rng, i))
+    out[f"ScoreVAE (guidance {gamma:g})"] = decoder("sde", ec.sde_steps,
+                                                    float(gamma))
   return out
 
 
-def save_tradeoff_plot(path, rows, betas):
-  """PSNR (distortion) against high-frequency ratio (sharpness), one line per model."""
+def mean_kl(encoder, params, x):
+  m, lv = encoder.apply(params, jnp.asarray(x), jnp.zeros((len(x),)))
+  return float(jnp.mean(score_vae.kl_to_standard_normal(m, lv)))
+
+
+def compare(rows, tol_db):
+  """Reads 'sharper at comparable distortion' and 'at matched rate' off the rows.
+
+  For every ScoreVAE (reverse-SDE) row: the Gaussian-VAE rows whose PSNR is at
+  most `tol_db` above it (ScoreVAE's distortion comparable or better), and
+  whether ScoreVAE is sharper than all of them (high-frequency ratio closer to
+  the data's 1) and has a lower Frechet distance; and the VAE row at the
+  nearest rate (KL, nats) with its PSNR / sharpness / Frechet.
+  """
+  vae = {n: r for n, r in rows.items() if r.get("model") == "Gaussian VAE"}
+  out = []
+  for name, r in rows.items():
+    if r.get("model") != "ScoreVAE":
+      continue
+    sharp = lambda q: abs(1.0 - q["hf_ratio"])
+    near = {n: q for n, q in vae.items() if q["psnr_db"] <= r["psnr_db"] + tol_db}
+    entry = {"scorevae": name, "psnr_db": r["psnr_db"], "hf_ratio": r["hf_ratio"],
+             "frechet": r["frechet"], "kl_nats": r["kl_nats"],
+             "vae_within_tol": sorted(near),
+             "sharper_than_all": bool(near) and all(
+                 sharp(r) < sharp(q) for q in near.values()),
+             "lower_frechet_than_all": bool(near) and all(
+                 r["frechet"] < q["frechet"] for q in near.values())}
+    if vae:
+      m = min(vae, key=lambda n: abs(vae[n]["kl_nats"] - r["kl_nats"]))
+      entry["matched_rate_vae"] = m
+      entry["matched_rate_vae_row"] = {c: vae[m][c] for c in (
+          "psnr_db", "hf_ratio", "frechet", "kl_nats")}
+    out.append(entry)
+  return out
+
+
+def comparison_markdown(comps, tol_db):
+  lines = [f"ScoreVAE vs every Gaussian VAE whose PSNR is at most {tol_db:g} dB "
+           "above it ('comparable or better distortion'); sharper = |1 - HF "
+           "ratio| smaller than all of them.", "",
+           "| ScoreVAE | PSNR | HF | Frechet | KL | #VAE within | sharper than all"
+           " | lower Frechet than all | VAE at nearest KL: PSNR / HF / Frechet / KL |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for c in comps:
+    m = c.get("matched_rate_vae_row")
+    mr = (f"{c['matched_rate_vae']}: {m['psnr_db']:.2f} / {m['hf_ratio']:.3f} / "
+          f"{m['frechet']:.2f} / {m['kl_nats']:.1f}") if m else "-"
+    lines.append(
+        f"| {c['scorevae']} | {c['psnr_db']:.2f} | {c['hf_ratio']:.3f} | "
+        f"{c['frechet']:.2f} | {c['kl_nats']:.1f} | {len(c['vae_within_tol'])} "
+        f"| {c['sharper_than_all']} | {c['lower_frechet_than_all']} | {mr} |")
+  return "\n".join(lines)
+
+
+def save_tradeoff_plot(path, rows):
+  """Distortion-perception plot: PSNR against HF ratio and against Frechet distance."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(5, 4))
-  for method, marker in (("Gaussian VAE", "o"), ("ScoreVAE (reverse SDE)", "s"),
-                         ("ScoreVAE (PF-ODE)", "^")):
-    pts = [(rows[f"{method}, beta={b:g}"]["hf_ratio"],
-            rows[f"{method}, beta={b:g}"]["psnr_db"]) for b in betas]
-    ax.plot(*zip(*pts), marker=marker, label=method)
-    for b, (hx, py) in zip(betas, pts):
-      ax.annotate(f"{b:g}", (hx, py), fontsize=7)
-  ax.axvline(1.0, color="gray", lw=0.8, ls="--")
-  ax.set_xlabel("high-frequency energy / data (1 = data sharpness)")
-  ax.set_ylabel("PSNR (dB)")
-  ax.legend(fontsize=7)
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  models = sorted({r["model"] for r in rows.values() if "model" in r})
+  for model, marker in zip(models, "os^vD<>"):
+    pts = sorted([(r["psnr_db"], r["hf_ratio"], r["frechet"],
+                   f"K{r['latent_dim']},b{r['beta']:g}")
+                  for r in rows.values() if r.get("model") == model])
+    for ax, j in zip(axes, (1, 2)):
+      ax.plot([p[j] for p in pts], [p[0] for p in pts], marker=marker, ls=":",
+              label=model)
+      for p in pts:
+        ax.annotate(p[3], (p[j], p[0]), fontsize=6)
+  axes[0].axvline(1.0, color="gray", lw=0.8, ls="--")
+  axes[0].set_xlabel("high-frequency energy / data's (1 = data sharpness)")
+  axes[1].set_xlabel("Frechet distance to test features (lower = more realistic)")
+  ref = rows.get("training images (reference)", {}).get("frechet")
+  if ref is not None:
+    axes[1].axvline(ref, color="gray", lw=0.8, ls="--")
+  for ax in axes:
+    ax.set_ylabel("PSNR (dB, higher = less distortion)")
+    ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -416,88 +565,115 @@ def save_tradeoff_plot(path, rows, betas):
 def run(config, workdir):
   """Runs all stages; returns the results dict (also written to workdir)."""
   os.makedirs(workdir, exist_ok=True)
+  t_start = time.time()
   rng = jax.random.key(config.seed)
   r_prior, r_train, r_feat, r_dec = jax.random.split(rng, 4)
-  xtr, ytr, xte, yte = load_data(config.data)
+  xtr_i, ytr, xte_i, yte, levels = load_data(config.data)
+  to_model, to_pixels = make_scaling(config.data.scaling, levels)
+  xtr, xte = to_model(xtr_i), to_model(xte_i)          # model space
+  ptr, pte = to_pixels(xtr), to_pixels(xte)            # [-1, 1] pixel space
   data_shape = xtr.shape[1:]
-  print(f"data: train {xtr.shape}, test {xte.shape}")
-  sde = VPSDE(beta_min=config.sde.beta_min, beta_max=config.sde.beta_max,
-              eps=config.sde.t_min)
+  print(f"data: train {xtr.shape}, test {xte.shape}, {levels} levels, "
+        f"scaling {config.data.scaling!r}")
   ec = config.eval
-  prior_score_apply, prior_params, prior_info = train_or_load_prior(
-      config, sde, xtr, workdir, r_prior)
-  feats, classify, feat_desc = make_feature_fn(ec, xtr, ytr, r_feat)
-  ref = feats(xte)
-  args = (xte, yte, feats, classify, ec.hf_cutoff, ref)
+  sde, prior_score_apply, prior_params, prior_info = build_prior(
+      config, xtr, levels, workdir, r_prior)
+  feats, classify, feat_desc = make_feature_fn(ec, ptr, ytr, r_feat)
+  ref = feats(pte)
+  args = (pte, yte, feats, classify, ec.hf_cutoff, ref)
+  timings = {}
 
   rows, extra = {}, {}
   n_ref = min(len(xte), len(xtr))
   rows["training images (reference)"] = {
-      "frechet": metrics.frechet_distance(feats(xtr[-n_ref:]), ref),
-      "hf_ratio": metrics.high_frequency_ratio(xtr[-n_ref:], xte,
+      "frechet": metrics.frechet_distance(feats(ptr[-n_ref:]), ref),
+      "hf_ratio": metrics.high_frequency_ratio(ptr[-n_ref:], pte,
                                                cutoff=ec.hf_cutoff)}
   if classify is not None and yte is not None:
     rows["training images (reference)"]["class_acc"] = float(
-        np.mean(classify(xte) == yte))
-  # Unconditional prior samples (z ignored): what a decoder that ignores the
-  # latent would score.
-  prior_only = jax.jit(lambda key: score_vae.solve_probability_flow(
-      sde, lambda x, t: prior_score_apply(prior_params, x, t),
-      sde.prior_sample(key, xte.shape), n_steps=ec.ode_steps,
-      t_min=config.sde.t_min))(jax.random.fold_in(r_dec, 99))
-  rows["prior samples, no latent"] = score_row(np.asarray(prior_only), *args)
+        np.mean(classify(pte) == yte))
+  # Unconditional prior samples (z ignored, same sampler as the decoders): what
+  # a decoder that ignores the latent would score.
+  t0 = time.time()
+  prior_fn = lambda x, t: prior_score_apply(prior_params, x, t)
+  prior_only = jax.jit(lambda key: score_vae.sample_reverse_sde(
+      sde, prior_fn, key, sde.prior_sample(jax.random.fold_in(key, 1),
+                                           xte.shape),
+      n_steps=ec.sde_steps, t_min=config.sde.t_min, tweedie=ec.tweedie))(
+          jax.random.fold_in(r_dec, 99))
+  rows["prior samples, no latent"] = score_row(to_pixels(prior_only), *args)
+  timings["prior_samples"] = time.time() - t0
 
-  betas = tuple(float(b) for b in config.train.betas)
-  for i, beta in enumerate(betas):
-    pair = train_pair(config, sde, prior_score_apply, prior_params, xtr, beta,
-                      jax.random.fold_in(r_train, i))
-    t0 = time.time()
-    recons = reconstruct_all(config, sde, prior_score_apply, prior_params, pair,
-                             xte, jax.random.fold_in(r_dec, i))
-    decode_s = time.time() - t0
-    for name, rec in recons.items():
-      rows[f"{name}, beta={beta:g}"] = score_row(rec, *args)
+  tol = float(config.eval.comparable_db)
+  grid_rows = {"original": pte}
+  for i, k in enumerate(config.encoder.latent_dims):
+    for j, beta in enumerate(config.train.betas):
+      k, beta = int(k), float(beta)
+      key = jax.random.fold_in(jax.random.fold_in(r_train, i), j)
+      tag = f"K={k}, beta={beta:g}"
+      vae = train_vae(config, xtr, k, beta, jax.random.fold_in(key, 1))
+      rec = batched(jax.jit(lambda x, vae=vae: score_vae.vae_reconstruct(
+          vae["encoder"].apply, vae["decoder"].apply, vae["params"], x)),
+                    xte, ec.batch_size)
+      rows[f"Gaussian VAE, {tag}"] = dict(
+          score_row(to_pixels(rec), *args), model="Gaussian VAE",
+          latent_dim=k, beta=beta,
+          kl_nats=mean_kl(vae["encoder"], vae["params"]["encoder"], xte))
+      grid_rows[f"VAE {tag}"] = to_pixels(rec)
+      extra[f"Gaussian VAE, {tag}"] = {"final_loss": vae["loss"],
+                                       "train_s": vae["train_s"]}
+      if k not in config.train.scorevae_latent_dims:
+        continue
+      sv = train_scorevae(config, sde, prior_score_apply, prior_params, xtr, k,
+                          beta, key)
+      kl = mean_kl(sv["encoder"], sv["params"], xte)
+      z = batched(jax.jit(lambda x, sv=sv: score_vae.encode(
+          sv["encoder"].apply, sv["params"], x)), xte, ec.batch_size)
+      t0 = time.time()
+      for d, (name, dec) in enumerate(scorevae_decoders(
+          config, sde, prior_score_apply, sv["encoder"], data_shape).items()):
+        rec = batched(lambda zz, key, dec=dec: dec(prior_params, sv["params"],
+                                                   zz, key),
+                      z, ec.batch_size,
+                      jax.random.fold_in(jax.random.fold_in(r_dec, i * 100 + j), d))
+        rows[f"{name}, {tag}"] = dict(
+            score_row(to_pixels(rec), *args),
+            model=name, latent_dim=k, beta=beta, kl_nats=kl)
+        grid_rows[f"{name} {tag}"] = to_pixels(rec)
+      extra[f"ScoreVAE, {tag}"] = {"final_loss": sv["loss"],
+                                   "train_s": sv["train_s"],
+                                   "decode_s": time.time() - t0}
 
-    def mean_kl(params, encoder=pair["encoder"]):
-      m, lv = encoder.apply(params, jnp.asarray(xte), jnp.zeros((len(xte),)))
-      return float(jnp.mean(score_vae.kl_to_standard_normal(m, lv)))
-
-    sv_kl = mean_kl(pair["enc_params"])
-    for name in recons:
-      if name.startswith("ScoreVAE"):
-        rows[f"{name}, beta={beta:g}"]["kl_nats"] = sv_kl
-    rows[f"Gaussian VAE, beta={beta:g}"]["kl_nats"] = mean_kl(
-        pair["vae_params"]["encoder"])
-    extra[f"beta={beta:g}"] = {
-        "final_train_loss": {"ScoreVAE": pair["sv_loss"],
-                             "Gaussian VAE": pair["vae_loss"]},
-        "timings_s": {"scorevae_train": pair["sv_train_s"],
-                      "vae_train": pair["vae_train_s"], "decode_all": decode_s}}
-    n = min(ec.n_grid, len(xte))
-    save_grid(os.path.join(workdir, f"reconstructions_beta{beta:g}.png"),
-              [xte] + list(recons.values()),
-              ["original", "Gaussian VAE", "ScoreVAE SDE", "ScoreVAE ODE"] +
-              [f"SDE, guid. {g:g}" for g in ec.extra_guidance_scales], n)
-
-  save_tradeoff_plot(os.path.join(workdir, "psnr_vs_sharpness.png"), rows, betas)
+  n = min(ec.n_grid, len(xte))
+  names = list(grid_rows)
+  for start in range(0, len(names), 8):   # 8 rows per PNG keeps them legible
+    chunk = names[start:start + 8]
+    if start:
+      chunk = ["original"] + chunk
+    save_grid(os.path.join(workdir, f"reconstructions_{start // 8}.png"),
+              [grid_rows[c] for c in chunk], chunk, n)
+  save_tradeoff_plot(os.path.join(workdir, "distortion_perception.png"), rows)
+  comps = compare(rows, tol)
+  timings["total"] = time.time() - t_start
   results = {
-      "table": rows, "per_beta": extra, "prior": prior_info,
-      "features": feat_desc, "n_test": int(len(xte)),
-      "config": json.loads(config.to_json()),
+      "table": rows, "comparison": comps, "per_run": extra,
+      "prior": prior_info, "features": feat_desc, "n_test": int(len(xte)),
+      "timings_s": timings, "config": json.loads(config.to_json()),
       "metrics_note": ("PSNR/SSIM/L2 on [0,1] pixels against the test image; "
                        "hf_ratio = mean spectral power above "
                        f"{ec.hf_cutoff} cycles/pixel, relative to the test "
                        "images (1 = data-like sharpness); frechet = Frechet "
                        "distance to the test images' features; kl_nats = "
-                       "mean KL(q(z|x) || N(0, I)) on the test images."),
+                       "mean KL(q(z|x) || N(0, I)) on the test images (the "
+                       "rate)."),
   }
-  table = markdown_table(rows)
+  table = markdown_table(rows) + "\n\n" + comparison_markdown(comps, tol)
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
   with open(os.path.join(workdir, "table.md"), "w") as f:
     f.write(table + "\n")
   print(table)
-  print(json.dumps(extra, indent=1))
+  print(json.dumps({"per_run": extra, "timings_s": timings}, indent=1))
   return results
 
 

@@ -12,6 +12,7 @@ from vdm_jax.score_vae.decoding import encode
 from vdm_jax.score_vae.decoding import make_decoder
 from vdm_jax.score_vae.decoding import sample_reverse_sde
 from vdm_jax.score_vae.decoding import solve_probability_flow
+from vdm_jax.score_vae.decoding import tweedie_denoise
 from vdm_jax.score_vae.encoder import ConvEncoder
 from vdm_jax.score_vae.encoder import MLPEncoder
 from vdm_jax.score_vae.encoder import gaussian_log_prob
@@ -24,7 +25,9 @@ from vdm_jax.score_vae.losses import make_latent_dsm
 from vdm_jax.score_vae.losses import make_scorevae_loss
 from vdm_jax.score_vae.losses import make_scorevae_terms
 from vdm_jax.score_vae.prior import check_prior_matches_data
+from vdm_jax.score_vae.prior import check_vdm_matches_data
 from vdm_jax.score_vae.prior import score_from_eps
+from vdm_jax.score_vae.prior import score_from_vdm
 
 __all__ = [
     "ConvEncoder",
@@ -33,6 +36,7 @@ __all__ = [
     "bayes_rule_score",
     "bind_latent",
     "check_prior_matches_data",
+    "check_vdm_matches_data",
     "encode",
     "encoder_log_likelihood",
     "gaussian_log_prob",
@@ -46,6 +50,8 @@ __all__ = [
     "sample_latent",
     "sample_reverse_sde",
     "score_from_eps",
+    "score_from_vdm",
     "solve_probability_flow",
+    "tweedie_denoise",
     "vae_reconstruct",
 ]

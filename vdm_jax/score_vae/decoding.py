@@ -46,8 +46,41 @@ def _time_grid(sde, n_steps: int, t_min: float | None):
   return jnp.linspace(sde.T, t_min, n_steps + 1)
 
 
+def tweedie_denoise(sde, score_fn, x, t):
+  """Posterior mean of the clean data from a noisy state (Tweedie's formula).
+
+  .. math::
+
+    \\mathbb{E}[x_0 \\mid x_t] = \\big(x_t + s_t^2\\, \\nabla_{x_t} \\log p_t(x_t)\\big)
+    / a_t
+
+  for the Gaussian kernel `p_0t(x_t | x_0) = N(a_t x_0, s_t^2 I)`; with the
+  conditional score of ScoreVAE it is `E[x_0 | x_t, z]`. Used as the last step
+  of decoding so that the remaining noise at `t_min` is removed, not kept.
+
+  Args:
+    sde: a `vdm_jax.sde` SDE (`marginal_coeffs`).
+    score_fn: `(x [B, ...], t [B]) -> [B, ...]`.
+    x: `[B, ...]` state at time `t`.
+    t: `[B]` times.
+
+  Returns:
+    `[B, ...]` the denoised mean.
+
+  References:
+    Efron, Tweedie's Formula and Selection Bias, JASA 106 (496), 2011.
+  """
+  _checks.check_min_rank(x, 2, "x [B, ...]")
+  _checks.check_rank(t, 1, "t [B]")
+  _checks.check_batch(t, x, "t", "x")
+  a, s = sde.marginal_coeffs(t)
+  a, s = _checks.broadcast_to_data(a, x), _checks.broadcast_to_data(s, x)
+  return (x + jnp.square(s) * score_fn(x, t)) / a
+
+
 def sample_reverse_sde(sde, score_fn, rng, x_T, *, n_steps: int,
-                       t_min: float | None = None, denoise: bool = True):
+                       t_min: float | None = None, denoise: bool = True,
+                       tweedie: bool = False):
   """Euler--Maruyama on the reverse-time SDE from `x_T` at T down to `t_min`.
 
   .. math::
@@ -62,9 +95,10 @@ def sample_reverse_sde(sde, score_fn, rng, x_T, *, n_steps: int,
     n_steps: number of Euler--Maruyama steps.
     t_min: end time (defaults to `sde.eps`).
     denoise: return the noise-free mean of the last step.
+    tweedie: instead, end with `tweedie_denoise` at `t_min` (E[x_0 | x_{t_min}]).
 
   Returns:
-    `[B, ...]` samples at `t_min`.
+    `[B, ...]` samples at `t_min` (or their Tweedie means).
   """
   _checks.check_min_rank(x_T, 2, "x_T [B, ...]")
   ts = _time_grid(sde, n_steps, t_min)
@@ -83,11 +117,13 @@ def sample_reverse_sde(sde, score_fn, rng, x_T, *, n_steps: int,
 
   keys = jax.random.split(rng, n_steps)
   (x, mean), _ = jax.lax.scan(step, (x_T, x_T), (ts[:-1], ts[1:], keys))
+  if tweedie:
+    return tweedie_denoise(sde, score_fn, x, jnp.full((b,), ts[-1]))
   return mean if denoise else x
 
 
 def solve_probability_flow(sde, score_fn, x_T, *, n_steps: int,
-                           t_min: float | None = None):
+                           t_min: float | None = None, tweedie: bool = False):
   """Heun's (2nd-order) method on the probability-flow ODE from T to `t_min`.
 
   .. math::
@@ -100,6 +136,7 @@ def solve_probability_flow(sde, score_fn, x_T, *, n_steps: int,
     x_T: `[B, ...]` start.
     n_steps: number of Heun steps (2 score evaluations each, 1 on the last).
     t_min: end time (defaults to `sde.eps`).
+    tweedie: end with `tweedie_denoise` at `t_min`.
 
   Returns:
     `[B, ...]` the ODE solution at `t_min` (deterministic in `x_T`).
@@ -121,6 +158,8 @@ def solve_probability_flow(sde, score_fn, x_T, *, n_steps: int,
     return x - 0.5 * (d1 + d2) * dt, None
 
   x, _ = jax.lax.scan(step, x_T, (ts[:-1], ts[1:]))
+  if tweedie:
+    return tweedie_denoise(sde, score_fn, x, jnp.full((b,), ts[-1]))
   return x
 
 
@@ -144,7 +183,7 @@ def encode(encoder_apply: Callable, encoder_params, x0, rng=None):
 
 def make_decoder(sde, score, data_shape: Sequence[int], *, n_steps: int = 100,
                  method: str = "sde", t_min: float | None = None,
-                 sampler: Callable | None = None):
+                 sampler: Callable | None = None, tweedie: bool = False):
   """Builds `decode(prior_params, encoder_params, z [B, K], rng) -> x [B, ...]`.
 
   Args:
@@ -160,6 +199,7 @@ def make_decoder(sde, score, data_shape: Sequence[int], *, n_steps: int = 100,
       `sampler(rng, score_fn, sde, shape) -> (x, n_evals)`, e.g.
       ``functools.partial(samplers.pc_sample, corrector='langevin')`` or
       ``functools.partial(samplers.ode_sample, solver='tsit5')``.
+    tweedie: end the 'sde'/'ode' decoders with `tweedie_denoise` at `t_min`.
   """
   if sampler is None and method not in ("sde", "ode"):
     raise ValueError(f"method must be 'sde' or 'ode', got {method!r}.")
@@ -175,8 +215,8 @@ def make_decoder(sde, score, data_shape: Sequence[int], *, n_steps: int = 100,
     x_T = sde.prior_sample(rng_T, (z.shape[0],) + data_shape)
     if method == "sde":
       return sample_reverse_sde(sde, score_fn, rng_path, x_T, n_steps=n_steps,
-                                t_min=t_min)
+                                t_min=t_min, tweedie=tweedie)
     return solve_probability_flow(sde, score_fn, x_T, n_steps=n_steps,
-                                  t_min=t_min)
+                                  t_min=t_min, tweedie=tweedie)
 
   return decode

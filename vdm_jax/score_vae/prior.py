@@ -80,3 +80,77 @@ def check_prior_matches_data(prior_score_apply: Callable[..., Any], prior_params
     raise ValueError(
         f"prior returns scores of shape {getattr(out, 'shape', out)} for inputs "
         f"of shape {(1,) + data_shape}; a score must have the data's shape.")
+
+
+def score_from_vdm(vdm):
+  """Score model of a trained `vdm_jax.model.VDM` (e.g. a `vdm_jax.train` checkpoint).
+
+  A VDM predicts the noise of `z_t = alpha_t x + sigma_t eps` at
+  `gamma_t = gamma(t)`; its score is
+
+  .. math::
+
+    s_\\theta(z_t, t) = -\\hat\\epsilon_\\theta(z_t, \\gamma(t)) / \\sigma_t,
+    \\qquad \\sigma_t^2 = \\mathrm{sigmoid}(\\gamma(t)),
+
+  the score of the VP SDE `vdm_jax.sde.ScheduleVPSDE(gamma_fn=vdm.gamma_fn(
+  params))` (Kingma et al. App. D), on data in the VDM's scaling
+  (`vdm_jax.losses.encode_discrete`: bin centres in [-1, 1]). The learned
+  schedule and the network both come from `params`.
+
+  Args:
+    vdm: the `VDM` (schedule, network, constants), e.g. from
+      `vdm_jax.train.load_params`.
+
+  Returns:
+    `prior_score_apply(params, x [B, ...], t [B]) -> [B, ...]` with `params`
+    the VDM's `{'schedule', 'network'}` parameters.
+
+  References:
+    Kingma, Salimans, Poole, Ho, Variational Diffusion Models,
+    https://arxiv.org/abs/2107.00630, 2021.
+  """
+  from vdm_jax import schedules  # pylint: disable=g-import-not-at-top
+
+  def prior_score_apply(params, x, t):
+    _checks.check_min_rank(x, 2, "x [B, ...]")
+    _checks.check_rank(t, 1, "t [B]")
+    _checks.check_batch(t, x, "t", "x")
+    gamma = vdm.gamma_fn(params)(t)
+    eps = vdm.eps_fn(params)(x, gamma)
+    return -eps / _checks.broadcast_to_data(schedules.sigma(gamma), x)
+
+  return prior_score_apply
+
+
+def check_vdm_matches_data(*, image_shape: Sequence[int], vocab_size: int,
+                           data_shape: Sequence[int], data_levels: int,
+                           scaling: str) -> None:
+  """Raises ValueError unless a VDM prior was trained on data like ours.
+
+  A VDM models integer pixels in {0..V-1} mapped to bin centres
+  `2 (x + 1/2) / V - 1` (`vdm_jax.losses.encode_discrete`), so the ScoreVAE data
+  must have the same shape, the same number of grey levels and that scaling
+  (not `x / (V - 1) * 2 - 1`, which differs by a factor V / (V - 1) and a shift).
+
+  Args:
+    image_shape: `config.data.image_shape` of the VDM checkpoint.
+    vocab_size: `config.data.vocab_size` of the VDM checkpoint.
+    data_shape: shape of one ScoreVAE example.
+    data_levels: number of grey levels of the ScoreVAE data.
+    scaling: the ScoreVAE data scaling; must be 'bins'.
+  """
+  image_shape = tuple(int(d) for d in image_shape)
+  data_shape = tuple(int(d) for d in data_shape)
+  if image_shape != data_shape:
+    raise ValueError(
+        f"the VDM prior was trained on images of shape {image_shape}, but the "
+        f"data have shape {data_shape}.")
+  if int(vocab_size) != int(data_levels):
+    raise ValueError(
+        f"the VDM prior was trained on {vocab_size} grey levels (vocab_size), "
+        f"but the data have {data_levels}.")
+  if scaling != "bins":
+    raise ValueError(
+        f"a VDM prior needs data scaled to bin centres 2 (x + 1/2) / V - 1 "
+        f"(data.scaling='bins'), got data.scaling={scaling!r}.")

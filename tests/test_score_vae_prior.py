@@ -1,0 +1,114 @@
+"""ScoreVAE with a VDM prior: the score adapter, nats agreement with VDM's L_inf,
+Tweedie's final step, and data/checkpoint mismatch errors."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vdm_jax import losses
+from vdm_jax import schedules
+from vdm_jax import score_vae
+from vdm_jax.model import VDM
+from vdm_jax.models import UNet
+from vdm_jax.score_vae.linear_gaussian import random_model
+from vdm_jax.sde import ScheduleVPSDE
+from vdm_jax.sde import VPSDE
+
+
+def _tiny_vdm():
+  vdm = VDM(schedule=schedules.LearnedLinearSchedule(gamma_min=-6.0,
+                                                     gamma_max=4.0),
+            network=UNet(ch=4, n_blocks=1, fourier_exponents=()),
+            vocab_size=17, gamma_min=-6.0, gamma_max=4.0)
+  x_int = jnp.zeros((2, 4, 4, 1), jnp.int32)
+  params = vdm.init(jax.random.key(0), x_int)
+  # Perturb the zero-initialised output layer so eps_hat is not just z.
+  params = jax.tree.map(
+      lambda p: p + 0.05 * jax.random.normal(jax.random.key(1), p.shape), params)
+  return vdm, params
+
+
+@pytest.mark.slow
+def test_score_from_vdm_is_minus_eps_over_sigma():
+  vdm, params = _tiny_vdm()
+  x = jax.random.normal(jax.random.key(2), (3, 4, 4, 1))
+  t = jnp.array([0.05, 0.5, 0.95])
+  got = jax.jit(score_vae.score_from_vdm(vdm))(params, x, t)
+  g = vdm.gamma_fn(params)(t)
+  want = -vdm.eps_fn(params)(x, g) / jnp.sqrt(jax.nn.sigmoid(g))[:, None, None,
+                                                                   None]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_likelihood_weighted_bound_equals_vdm_diffusion_loss():
+  # An encoder that ignores x adds no score, so the likelihood-weighted
+  # ScoreVAE term on the VDM's own SDE is the VDM continuous-time diffusion loss
+  # 1/2 gamma'(t) ||eps - eps_hat||^2 in nats (same units as the VAE's NLL).
+  vdm, params = _tiny_vdm()
+  sde = ScheduleVPSDE(gamma_fn=vdm.gamma_fn(params), eps=0.0)
+
+  def encoder_apply(p, x, t):
+    del t
+    return jnp.zeros((x.shape[0], 2)) + p, jnp.zeros((x.shape[0], 2))
+
+  terms = score_vae.make_scorevae_terms(
+      sde, score_vae.score_from_vdm(vdm), encoder_apply, beta=0.0,
+      weighting="likelihood", t_min=0.0)
+  ks = jax.random.split(jax.random.key(3), 3)
+  x0 = losses.encode_discrete(jax.random.randint(ks[0], (4, 4, 4, 1), 0, 17), 17)
+  noise = jax.random.normal(ks[1], x0.shape)
+  t = jnp.array([0.1, 0.3, 0.6, 0.9])
+  got = jax.jit(terms)(jnp.float32(0.2), params, x0, t, noise,
+                       jax.random.normal(ks[2], (4, 2)))["dsm"]
+  g, dg = schedules.gamma_and_derivative(vdm.gamma_fn(params), t)
+  z_t = (jnp.sqrt(jax.nn.sigmoid(-g))[:, None, None, None] * x0
+         + jnp.sqrt(jax.nn.sigmoid(g))[:, None, None, None] * noise)
+  want = losses.diffusion_loss_continuous(noise, vdm.eps_fn(params)(z_t, g), dg)
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+@pytest.mark.parametrize("t_val", [0.05, 0.5])
+def test_tweedie_denoise_is_exact_posterior_mean(t_val):
+  # Data N(0, S): E[x_0 | x_t] = a S (a^2 S + s^2 I)^{-1} x_t.
+  sde = VPSDE()
+  lg = random_model(sde, d=3, k=2, seed=4)
+  x = jax.random.normal(jax.random.key(5), (6, 3))
+  t = jnp.full((6,), t_val)
+  got = jax.jit(functools.partial(score_vae.tweedie_denoise, sde,
+                                  lg.prior_score))(x, t)
+  a, s = (float(v[0]) for v in sde.marginal_coeffs(t))
+  gain = a * lg.S @ np.linalg.inv(a**2 * lg.S + s**2 * np.eye(3))
+  np.testing.assert_allclose(got, x @ gain.T, rtol=1e-4, atol=1e-5)
+
+
+def test_tweedie_final_step_of_decoders():
+  # Tweedie at t_min applied to the last state: for data N(0, S) decoded with
+  # the exact score, the ODE's Tweedie output is the gain times its plain output.
+  sde = VPSDE(eps=0.05)
+  lg = random_model(sde, d=3, k=2, seed=6)
+  x_T = jax.random.normal(jax.random.key(7), (4, 3))
+  plain = score_vae.solve_probability_flow(sde, lg.prior_score, x_T, n_steps=20)
+  tw = score_vae.solve_probability_flow(sde, lg.prior_score, x_T, n_steps=20,
+                                        tweedie=True)
+  a, s = (float(v[0]) for v in sde.marginal_coeffs(jnp.array([0.05])))
+  gain = a * lg.S @ np.linalg.inv(a**2 * lg.S + s**2 * np.eye(3))
+  np.testing.assert_allclose(tw, plain @ gain.T, rtol=1e-4, atol=1e-5)
+  out = score_vae.sample_reverse_sde(sde, lg.prior_score, jax.random.key(8),
+                                     x_T, n_steps=10, tweedie=True)
+  assert out.shape == x_T.shape and bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_vdm_checkpoint_mismatch_raises():
+  ok = dict(image_shape=(8, 8, 1), vocab_size=17, data_shape=(8, 8, 1),
+            data_levels=17, scaling="bins")
+  score_vae.check_vdm_matches_data(**ok)
+  with pytest.raises(ValueError, match="shape"):
+    score_vae.check_vdm_matches_data(**dict(ok, data_shape=(16, 16, 1)))
+  with pytest.raises(ValueError, match="grey levels"):
+    score_vae.check_vdm_matches_data(**dict(ok, data_levels=256))
+  with pytest.raises(ValueError, match="data.scaling"):
+    score_vae.check_vdm_matches_data(**dict(ok, scaling="unit"))
