@@ -59,7 +59,26 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", "results/conditional",
                                "Output directory (JSON, table.md, PNG grids).")
 
-_LABELS = {"cde": "CDE", "cdiffe": "CDiffE", "ms_cdiffe": "MS-CDiffE"}
+_LABELS = {"cde": "CDE", "cdiffe": "CDiffE", "ms_cdiffe": "MS-CDiffE",
+           "caflow": "CAFLOW"}
+
+
+def _label(name):
+  """Display name; rows like 'caflow_T0.6' (experiments/caflow.py) -> 'CAFLOW T=0.6'."""
+  base, _, temp = name.partition("_T")
+  if name not in _LABELS and base in _LABELS and temp:
+    return f"{_LABELS[base]} T={temp}"
+  return _LABELS.get(name, name)
+
+
+def _ms_per_image(res, m):
+  """Sampling ms per image (incl. compilation), from the row or the run config."""
+  if "sample_ms_per_image" in m:
+    return m["sample_ms_per_image"]
+  data = res.get("config", {}).get("data", {})
+  if "n_test" in data and "n_samples" in data:
+    return 1e3 * m["sample_s"] / (data["n_test"] * data["n_samples"])
+  return float("nan")
 
 
 # ------------------------------------------------------------------ data -----
@@ -242,7 +261,7 @@ def save_grid(path, task_name, y, samples, x, names, n_rows):
   for r in range(n_rows):
     cols = [("y", _show_condition(y[r], task_name))]
     for name in names:
-      cols += [(f"{_LABELS[name]} {j + 1}", samples[name][j, r, ..., 0])
+      cols += [(f"{_label(name)} {j + 1}", samples[name][j, r, ..., 0])
                for j in range(k)]
     cols.append(("truth", x[r, ..., 0]))
     for c, (title, img) in enumerate(cols):
@@ -267,14 +286,17 @@ def write_table(workdir):
     if "estimators" not in res:
       continue
     for name, m in res["estimators"].items():
+      bpd = f"{m['cond_bpd']:.3f}" if "cond_bpd" in m else "-"
       rows.append(
-          f"| {res['task']} | {_LABELS.get(name, name)} | {m['psnr']:.2f} | "
+          f"| {res['task']} | {_label(name)} | {m['psnr']:.2f} | "
           f"{m['psnr_of_mean']:.2f} | {m['ssim']:.3f} | {m['consistency']:.3f} | "
-          f"{m['diversity']:.3f} | {m['final_loss']:.3f} | {m['train_s']:.0f} | "
-          f"{m['sample_s']:.0f} |")
+          f"{m['diversity']:.3f} | {m['final_loss']:.3f} | {bpd} | "
+          f"{m['train_s']:.0f} | {m['sample_s']:.0f} | "
+          f"{_ms_per_image(res, m):.1f} |")
   head = ("| task | estimator | PSNR dB ↑ | PSNR of mean ↑ | SSIM ↑ | "
-          "consistency RMS ↓ | diversity | final loss | train s | sample s |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+          "consistency RMS ↓ | diversity | final loss | cond. bits/dim ↓ | "
+          "train s | sample s | sample ms/image |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
   text = head + "\n" + "\n".join(rows) + "\n"
   with open(os.path.join(workdir, "table.md"), "w") as f:
     f.write(text)
