@@ -199,7 +199,7 @@ def train_score_model(model: nn.Module, x_train, rng, *, num_steps: int,
   loss_fn = make_loss_fn(model, gamma_min=gamma_min, gamma_max=gamma_max,
                          parameterization=parameterization)
 
-  def step(state, _):
+  def step(x_train, state, _):
     key = jax.random.fold_in(rng, state.step)
     kb, kl = jax.random.split(key)
     idx = jax.random.randint(kb, (batch_size,), 0, x_train.shape[0])
@@ -211,14 +211,17 @@ def train_score_model(model: nn.Module, x_train, rng, *, num_steps: int,
                        state.ema_params, params)
     return ScoreTrainState(params, opt_state, ema, state.step + 1), loss
 
+  # x_train is an argument, not a closure: a captured array becomes an XLA
+  # constant, and constant-folding a 20000 x 256 array stalls compilation.
   @functools.partial(jax.jit, donate_argnums=(0,))
-  def run(state):
-    state, losses = jax.lax.scan(step, state, None, length=steps_per_call)
+  def run(state, x_train):
+    state, losses = jax.lax.scan(functools.partial(step, x_train), state, None,
+                                 length=steps_per_call)
     return state, jnp.mean(losses)
 
   history = []
   for c in range(n_calls):
-    state, loss = run(state)
+    state, loss = run(state, x_train)
     loss = float(loss)
     if not np.isfinite(loss):
       raise RuntimeError(f"non-finite loss in steps [{c * steps_per_call}, "
