@@ -162,3 +162,19 @@ def test_hemisphere_has_its_known_dimension():
     toy_densities.hemisphere(3, 3)
   with pytest.raises(TypeError, match="ToyDensity or EmbeddedManifold"):
     toy_densities.sample("river", jax.random.key(0), 4)
+
+
+def test_sphere_normal_coordinates_of_an_arc():
+  """k = 1: the normal coordinate at the mean is theta_1 - mean (an arc)."""
+  man = toy_densities.hemisphere(1, 4, seed=3)
+  theta = man.sample_params(jax.random.key(0), 20000)
+  x = jax.vmap(man.chart)(theta)
+  var = toy_densities.sphere_normal_coordinate_variances(x, man.embedding)
+  assert var.shape == (2,)
+  # (pi/2) Beta(5, 5) has variance (pi/2)^2 * 25 / (100 * 11) = 0.0561.
+  np.testing.assert_allclose(var[0], np.var(np.asarray(theta[:, 0])),
+                             rtol=1e-3)
+  np.testing.assert_allclose(var[0], (np.pi / 2) ** 2 * 25 / 1100, rtol=0.05)
+  assert var[1] < 1e-10
+  with pytest.raises(ValueError, match="expected x"):
+    toy_densities.sphere_normal_coordinate_variances(x[:, :3], man.embedding)

@@ -83,3 +83,26 @@ def test_rae_bad_inputs():
     model.decode(jnp.zeros((4, 2)))
   with pytest.raises(ValueError, match="lipschitz must be > 0"):
     rae.error_bound(model, lipschitz=0.0)
+
+
+def test_rae_config_per_dataset_overrides():
+  """configs/pullback_rae.py: each set gets its own settings, eps is shared."""
+  import os  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
+  import pullback_rae  # pylint: disable=g-import-not-at-top
+  config = pullback_rae.get_config()
+  assert set(config.datasets) <= set(config.per_dataset)
+  assert max(toy_densities.get_density(n).dim for n in config.datasets) == 100
+  assert max(toy_densities.get_density(n).intrinsic_dim
+             for n in config.datasets) >= 2
+  c = pullback_rae.dataset_config(config, "sinusoid_1_100")
+  assert c.flow.scale_type == "sigmoid" and config.flow.scale_type == "tanh"
+  assert c.epsilon == config.epsilon == 0.1
+  c = pullback_rae.dataset_config(config, "sinusoid_1_3")
+  assert c.loss.iso_estimator == "length" and c.loss.lambda_iso == 5.0
+  # Unknown sets get the shared defaults.
+  assert pullback_rae.dataset_config(config, "digits").loss.lambda_iso == 0.5
+  config.per_dataset.sinusoid_1_3.loss.lambda_isometry = 1.0
+  with pytest.raises(ValueError, match="unknown key 'lambda_isometry'"):
+    pullback_rae.dataset_config(config, "sinusoid_1_3")

@@ -216,6 +216,45 @@ def hemisphere(intrinsic_dim: int, dim: int, *, seed: int = 0
   return EmbeddedManifold(f"hemisphere_{k}_{dim}", chart, sample_params, q, k)
 
 
+def sphere_normal_coordinate_variances(x, embedding):
+  """PCA variances of a sphere data set in normal coordinates at its mean.
+
+  The points c = Q^T x lie on the unit sphere S^k. With m the normalised mean
+  of c, the logarithm map
+
+  .. math::
+
+    \\log_m c = \\frac{\\theta}{\\sin\\theta}(c - \\cos\\theta\\, m), \\quad
+    \\cos\\theta = \\langle c, m\\rangle,
+
+  preserves the geodesic distance to m. Its variances are what an isometric
+  chart centred at m would put on its axes: the reference the RAE's learned a_i
+  are compared with for `hemisphere` (which has no ground-truth phi).
+
+  Args:
+    x: ``[N, D]`` points on the embedded sphere.
+    embedding: Q, the ``[D, k + 1]`` orthonormal frame.
+
+  Returns:
+    ``[k + 1]`` float64 numpy variances, decreasing (the last is ~0: the
+    tangent space of S^k is k-dimensional).
+  """
+  q = np.asarray(embedding, np.float64)
+  x = np.asarray(x, np.float64)
+  if x.ndim != 2 or q.ndim != 2 or x.shape[1] != q.shape[0]:
+    raise ValueError(
+        f"expected x [N, D] and embedding [D, k + 1], got {x.shape} and "
+        f"{q.shape}.")
+  c = x @ q
+  m = c.mean(0)
+  m /= np.linalg.norm(m)
+  cos = np.clip(c @ m, -1.0, 1.0)
+  theta = np.arccos(cos)
+  scale = np.where(theta > 1e-8, theta / np.maximum(np.sin(theta), 1e-12), 1.0)
+  v = (c - cos[:, None] * m) * scale[:, None]
+  return np.clip(np.sort(np.linalg.eigvalsh(np.cov(v.T)))[::-1], 0.0, None)
+
+
 def sample(density, rng, num: int):
   """Exact samples: x = phi^{-1}(z), z ~ N(0, diag(a)), or x = chart(theta).
 
