@@ -72,6 +72,9 @@ def get_config(arg=None):
   c.train.ema = 0.995
   c.train.source_weight = 0.0      # lambda of -log p(y); see caflow/training.py
   c.train.init_batch = 512         # ActNorm data-dependent init batch
+  # Pairs of this fraction of the training images are held out; the parameters
+  # with the best held-out bits/dim (every log_every steps) are kept.
+  c.train.val_fraction = 0.1
   del c.train.weighting
 
   if args["quick"]:
@@ -81,6 +84,7 @@ def get_config(arg=None):
     c.model.hidden = 16
     c.model.cond_hidden = 16
     c.train.steps = 30
+    c.train.log_every = 10
     c.train.init_batch = 128
     c.sampling.temperatures = (1.0,)
   return c

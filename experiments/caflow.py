@@ -6,7 +6,11 @@ For one task config this script
      and call order, so the test conditions and masks are the same);
   2. trains CAFLOW (`vdm_jax.caflow`) by maximum likelihood on the dequantised
      targets: the digits take 17 values 0..16, so x is mapped to levels 0..16,
-     dequantised with K = 17 bins and scored in bits/dim of those levels;
+     dequantised with K = 17 bins and scored in bits/dim of those levels. The
+     pairs of the last `train.val_fraction` of the training images are held
+     out, and the parameters with the best held-out bits/dim (checked every
+     `log_every` steps) are kept: without it the flow memorises the 1,500
+     digits (edges: 0.8 bits/dim on training pairs, 5.5 on test pairs);
   3. draws `n_samples` x's per test condition, coarse to fine, at each
      temperature of `sampling.temperatures`;
   4. scores them with the estimators' `evaluate` (PSNR, SSIM, consistency,
@@ -91,6 +95,14 @@ def run(cfg, workdir):
   logging.info("task %s: %d training pairs, x %s, y %s", task.name,
                len(x_train), x_train.shape[1:], y_train.shape[1:])
 
+  # Hold out the pairs of the last `val_fraction` of the training images for
+  # early stopping on conditional bits/dim (the test split stays untouched).
+  n_img = len(train_images)
+  held = (np.arange(len(x_train)) % n_img) >= n_img - int(
+      cfg.train.val_fraction * n_img)
+  xi_val, y_val = xi_train[held], y_train[held]
+  xi_train, y_train = xi_train[~held], y_train[~held]
+
   model = build_model(cfg)
   n0 = min(cfg.train.init_batch, len(x_train))
   params = caflow.init_params(model, jax.random.fold_in(rng, 100),
@@ -99,15 +111,30 @@ def run(cfg, workdir):
   logging.info("CAFLOW: %d parameters", n_params)
   loss_fn = caflow.make_loss_fn(model, num_bins=k,
                                 source_weight=cfg.train.source_weight)
+  eval_fn, val_log = None, []
+  if len(xi_val):
+    bpd_fn = caflow.make_loss_fn(model, num_bins=k)
+    val_key = jax.random.fold_in(rng, 240)
+    val_bpd = jax.jit(lambda p: bpd_fn(p, val_key, xi_val, y_val)["cond_bpd"])
+
+    def eval_fn(p):
+      val_log.append(float(np.mean(val_bpd(p))))
+      logging.info("caflow held-out bits/dim %.4f", val_log[-1])
+      return val_log[-1]
+
   t0 = time.time()
   params, losses = caflow.fit(
       loss_fn, params, xi_train, y_train, steps=cfg.train.steps,
       batch_size=cfg.train.batch_size, lr=cfg.train.lr,
       warmup=cfg.train.warmup, grad_clip=cfg.train.grad_clip,
       ema=cfg.train.ema, log_every=cfg.train.log_every,
-      rng=jax.random.fold_in(rng, 200),
+      rng=jax.random.fold_in(rng, 200), eval_fn=eval_fn,
       callback=lambda s, l: logging.info("caflow step %d loss %.4f", s, l))
   train_s = time.time() - t0
+  best_step = cfg.train.steps
+  if val_log:
+    j = int(np.argmin(val_log))
+    best_step = min((j + 1) * cfg.train.log_every, cfg.train.steps)
   bpd = caflow.conditional_bits_per_dim(
       model, params, jax.random.fold_in(rng, 250), xi_all, y_all, num_bins=k)
   bpd_test = float(np.mean(bpd))
@@ -138,6 +165,8 @@ def run(cfg, workdir):
              sample_s=sample_s, sample_ms_per_image=1e3 * sample_s / n_img,
              warm_sample_ms_per_image=1e3 * warm_s / n_img,
              cond_bpd=bpd_test, train_cond_bpd=bpd_train,
+             val_cond_bpd=min(val_log) if val_log else float("nan"),
+             best_step=best_step,
              temperature=float(temp), n_params=n_params)
     name = _row_name(i, temp)
     rows[name], grids[name] = m, samples

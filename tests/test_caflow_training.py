@@ -103,7 +103,7 @@ def test_levels_round_trip_through_flow_space():
     caflow.images_to_levels(jnp.zeros((1, 2, 2, 1), jnp.int32), num_bins=17)
 
 
-def test_fit_rejects_mismatched_pairs_and_sample_many_shape():
+def test_fit_checks_early_stopping_and_sample_many_shape():
   model = caflow.CAFlow(levels=1, source_steps=0, target_steps=1, cond_steps=1,
                         hidden=4)
   x = jax.random.normal(jax.random.key(0), (4, 4, 4, 1))
@@ -112,6 +112,18 @@ def test_fit_rejects_mismatched_pairs_and_sample_many_shape():
   with pytest.raises(ValueError, match="same number of pairs"):
     caflow.fit(caflow.make_loss_fn(model), params, x, y[:3], steps=1,
                batch_size=2, lr=1e-3, rng=jax.random.key(0))
+  # Early stopping: with eval scores 3, 1, 2, 5 the step-2 parameters come
+  # back, i.e. those of a 2-step run on the same random stream.
+  scores = iter([3.0, 1.0, 2.0, 5.0])
+  kw = dict(batch_size=2, lr=1e-2, warmup=1, rng=jax.random.key(7),
+            log_every=1)
+  loss_fn = caflow.make_loss_fn(model)
+  stopped, losses = caflow.fit(loss_fn, params, x, y, steps=4,
+                               eval_fn=lambda p: next(scores), **kw)
+  two, _ = caflow.fit(loss_fn, params, x, y, steps=2, **kw)
+  assert len(losses) == 4
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+               stopped, two)
   sample_fn = caflow.make_sampler(model, channels=1, num_bins=17)
   out = caflow.sample_many(sample_fn, params, jax.random.key(5), y, 3,
                            temperature=0.7)

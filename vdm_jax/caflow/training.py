@@ -147,11 +147,16 @@ def init_params(model, rng, x, y, *, num_bins: int | None = None):
 
 def fit(loss_fn, params, x, y, *, steps: int, batch_size: int, lr: float,
         rng, warmup: int = 100, grad_clip: float = 1.0, ema: float = 0.0,
-        log_every: int = 100, callback: Callable | None = None):
+        log_every: int = 100, callback: Callable | None = None,
+        eval_fn: Callable | None = None):
   """Adam (with warm-up and clipping) on the mean of ``loss_fn(...)['loss']``.
 
   A Python loop of jitted steps over minibatches drawn with replacement from
   ``(x, y)``; ``rng = fold_in(rng, step)`` so a rerun replays the same stream.
+  With ``eval_fn`` (e.g. bits/dim on held-out pairs), the parameters are
+  scored at every window end and the best ones are returned (early stopping:
+  flows with ~0.5M parameters memorise 1,500 digits within a few thousand
+  steps, so held-out likelihood peaks before the training loss does).
 
   Args:
     loss_fn: from `make_loss_fn`.
@@ -163,9 +168,13 @@ def fit(loss_fn, params, x, y, *, steps: int, batch_size: int, lr: float,
     ema: EMA decay of the returned parameters (0: the last iterate).
     log_every: window of the recorded mean losses.
     callback: called as ``callback(step, mean_loss)`` at each window end.
+    eval_fn: ``eval_fn(params) -> float``, lower is better; called at each
+      window end on the returned kind of parameters (EMA if ``ema``).
 
   Returns:
-    ``(params, losses)``, ``losses`` the list of window-mean losses (nats/dim).
+    ``(params, losses)``, ``losses`` the list of window-mean losses (nats/dim);
+    ``params`` the last (or EMA) parameters, or with ``eval_fn`` those that
+    scored best.
 
   Raises:
     RuntimeError: naming the step window, if the loss is not finite.
@@ -195,7 +204,7 @@ def fit(loss_fn, params, x, y, *, steps: int, batch_size: int, lr: float,
     return {"params": new, "opt": opt_state, "ema": avg}, loss
 
   x_all, y_all = jnp.asarray(x), jnp.asarray(y)
-  losses, window = [], []
+  losses, window, best = [], [], None
   for i in range(steps):
     state, loss = step(state, x_all, y_all, jax.random.fold_in(rng, i))
     window.append(loss)
@@ -208,6 +217,13 @@ def fit(loss_fn, params, x, y, *, steps: int, batch_size: int, lr: float,
       if callback is not None:
         callback(i + 1, mean)
       window = []
+      if eval_fn is not None:
+        current = state["ema"] if ema else state["params"]
+        score = float(eval_fn(current))
+        if best is None or score < best[0]:
+          best = (score, jax.tree.map(jnp.copy, current))
+  if best is not None:
+    return best[1], losses
   return (state["ema"] if ema else state["params"]), losses
 
 
