@@ -1,21 +1,29 @@
-r"""ScoreVAE vs a Gaussian-decoder VAE: reconstruction sharpness and distortion.
+r"""ScoreVAE vs a Gaussian-decoder VAE: a distortion-perception comparison.
 
 Stages (each a small function below):
-  1. data: the bundled digits (or a prepared tfds data set), scaled to [-1, 1];
-  2. prior: an eps-prediction diffusion model on the VP SDE trained by DSM, or
-     loaded from an orbax checkpoint written by this script (checked against
-     the data shape before use);
+  1. data: the bundled digits (or a prepared tfds data set) as integer pixels,
+     scaled to the prior's model space ('bins': VDM bin centres, or 'unit');
+     every metric is computed back on the [-1, 1] pixel scale;
+  2. prior: a `vdm_jax.train` checkpoint (the training system's digits VDM,
+     trained first if missing; shape, grey levels and scaling checked) on the
+     VP SDE of its learned schedule, or ('dsm') an eps-model trained here;
   3. ScoreVAE: a time-dependent encoder trained with DSM of the composed score
-     s_theta(x_t, t) + grad log q_phi(z | x_t, t) plus beta * KL, prior frozen;
-  4. baseline: a Gaussian-decoder VAE with the same encoder architecture,
-     latent size, steps, batch, learning rate and beta;
+     s_theta(x_t, t) + grad log q_phi(z | x_t, t) plus beta * KL, prior frozen,
+     for every (latent size, beta) of the sweep;
+  4. baseline: a Gaussian-decoder VAE (learned variance) with the same encoder
+     architecture, latent size, steps, batch, learning rate and beta;
   5. evaluation on test images: PSNR, SSIM, high-frequency energy ratio to the
      data (sharpness), Frechet distance in a feature space (penultimate layer of
      a small classifier trained here on the training split, or PCA features),
-     accuracy of that classifier on reconstructions; PNG grids.
+     accuracy of that classifier on reconstructions, rate KL(q(z|x) || N(0, I));
+     PNG grids, a distortion-perception plot (PSNR against HF ratio and against
+     Frechet distance, one curve per model), and a table reading off whether
+     ScoreVAE is sharper than every VAE with PSNR at most `eval.comparable_db`
+     above it, and how it compares with the VAE at the nearest rate.
 
-ScoreVAE decodes z = encoder mean (t = 0) in two ways: a draw from p(x | z) by
-Euler-Maruyama on the reverse SDE, and the probability-flow ODE (Heun).
+ScoreVAE decodes z = encoder mean (t = 0) by Euler-Maruyama on the reverse SDE
+(a draw from p(x | z)), ending with Tweedie's E[x_0 | x_tmin, z]; optional rows
+add the probability-flow ODE (Heun) and guidance scales gamma != 1.
 
   python experiments/score_vae.py --config configs/score_vae_digits.py \
       --workdir results/score_vae_digits
@@ -477,6 +485,11 @@ def scorevae_decoders(config, sde, prior_score_apply, encoder, data_shape):
   return out
 
 
+def _brief(row):
+  return ", ".join(f"{c} {row[c]:.3g}" for c in (
+      "psnr_db", "hf_ratio", "frechet", "class_acc", "kl_nats") if c in row)
+
+
 def mean_kl(encoder, params, x):
   m, lv = encoder.apply(params, jnp.asarray(x), jnp.zeros((len(x),)))
   return float(jnp.mean(score_vae.kl_to_standard_normal(m, lv)))
@@ -620,6 +633,8 @@ def run(config, workdir):
           latent_dim=k, beta=beta,
           kl_nats=mean_kl(vae["encoder"], vae["params"]["encoder"], xte))
       grid_rows[f"VAE {tag}"] = to_pixels(rec)
+      print(f"Gaussian VAE, {tag}: " + _brief(rows[f"Gaussian VAE, {tag}"]),
+            flush=True)
       extra[f"Gaussian VAE, {tag}"] = {"final_loss": vae["loss"],
                                        "train_s": vae["train_s"]}
       if k not in config.train.scorevae_latent_dims:
@@ -639,6 +654,7 @@ def run(config, workdir):
         rows[f"{name}, {tag}"] = dict(
             score_row(to_pixels(rec), *args),
             model=name, latent_dim=k, beta=beta, kl_nats=kl)
+        print(f"{name}, {tag}: " + _brief(rows[f"{name}, {tag}"]), flush=True)
         grid_rows[f"{name} {tag}"] = to_pixels(rec)
       extra[f"ScoreVAE, {tag}"] = {"final_loss": sv["loss"],
                                    "train_s": sv["train_s"],
