@@ -23,6 +23,20 @@ def test_epsilon_rule_by_hand():
   assert rae.choose_dimension(jnp.array([1.0, 1.0]), epsilon=0.0)[0] == 2
 
 
+def test_gap_rule():
+  a = jnp.array([1e-3, 5.0, 2e-3, 3.0])
+  dim, gap = rae.choose_dimension_by_gap(a)
+  assert dim == 2
+  np.testing.assert_allclose(gap, np.log(3.0 / 2e-3), rtol=1e-6)
+  # Scale-free: the gap rule ignores the total, unlike the epsilon rule.
+  a = jnp.array([0.3, 0.17, 0.08, 0.04, 0.026, 1e-6])
+  assert rae.choose_dimension_by_gap(a)[0] == 5
+  assert rae.choose_dimension_by_gap(1e3 * a)[0] == 5
+  assert rae.choose_dimension(a, epsilon=0.1)[0] == 4
+  with pytest.raises(ValueError, match="D >= 2"):
+    rae.choose_dimension_by_gap(jnp.array([1.0]))
+
+
 def test_affine_rae_is_pca_and_meets_bound():
   """Orthogonal affine phi: RAE == PCA, E err^2 == sum of dropped a."""
   k, d = 2, 5

@@ -20,7 +20,10 @@ with a residual-MLP conditioner. Two scale maps are offered (``scale_type``):
 * ``'sigmoid'`` (the paper's code): s = sigmoid(h + 2) + 1e-3 in
   (0.001, 1.001), so every layer contracts; with a fixed A = I such a flow
   cannot expand a low-variance axis to unit variance, which handicaps the
-  standard-flow baseline.
+  standard-flow baseline. With a learned A it fixes the scale gauge between
+  phi and A: a contraction of one axis cannot be paid for by an expansion of
+  another, so the volume term lambda_vol |log det Dphi| charges it. The RAE
+  on Sinusoid(1, 100) needs this (``configs/pullback_rae.py``).
 
 References:
   Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP.

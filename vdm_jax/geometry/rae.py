@@ -98,6 +98,35 @@ def choose_dimension(diag_a, *, epsilon: float):
   return dim, order, float(tail[dim - 1] / total)
 
 
+def choose_dimension_by_gap(diag_a):
+  """A scale-free companion to the epsilon rule: the largest gap in log a.
+
+  .. math::
+
+    d_{gap} = \\arg\\max_{k \\in \\{1..D-1\\}}
+        \\big(\\log a_{(k)} - \\log a_{(k+1)}\\big).
+
+  This is not the paper's rule (that is `choose_dimension`); it is the
+  spectral-gap reading of the same variances (as in ID-diff's singular-value
+  gap) and counts the "non-vanishing" a_i the paper reports for
+  Hemisphere(5, 20), where the epsilon rule must drop small on-manifold
+  variances because they are below eps of the total.
+
+  Args:
+    diag_a: the latent variances a, ``[D]`` with D >= 2, positive (concrete).
+
+  Returns:
+    ``(dim, gap)``: d_gap (int) and the log-ratio at the gap (nats).
+  """
+  a = _concrete_a(diag_a)
+  if a.size < 2:
+    raise ValueError(f"diag_a needs D >= 2 entries for a gap, got {a.size}.")
+  log_a = np.log(np.sort(a)[::-1])
+  gaps = log_a[:-1] - log_a[1:]
+  k = int(np.argmax(gaps))
+  return k + 1, float(gaps[k])
+
+
 def make_rae(phi, phi_inv, diag_a, *, epsilon: float,
              offset=None) -> RiemannianAutoencoder:
   """Builds the Riemannian autoencoder of N(phi(x); m, diag(a)).
