@@ -14,7 +14,29 @@ plot.
   python experiments/score_vae.py --config configs/score_vae_digits.py:quick \\
       --workdir /tmp/score_vae_quick          # smoke run, < 1 minute
 
-MEASURED: filled in below after the default run.
+Measured with this config (seed 0, 297 test digits; 15.4 min wall on the
+shared 2-core CPU at load ~10; prior: runs/digits VDM, step 3000, test 1.99
+bits/dim; ScoreVAE = reverse SDE, 250 Euler-Maruyama steps + Tweedie):
+
+  | model, K, beta          | PSNR  | SSIM  | HF ratio | Frechet | KL nats |
+  | training images (ref.)  |   -   |   -   |  0.977   |  12.6   |    -    |
+  | prior samples, no z     |  8.81 | 0.418 |  0.883   |  26.1   |    -    |
+  | VAE K=1, 0.03/0.1/0.3   | 13.9 / 13.7 / 14.0 | 0.77-0.78 | 0.40-0.43 | 90 / 81 / 54 | 7.1 / 5.0 / 4.3 |
+  | VAE K=2, 0.03/0.1/0.3   | 16.0 / 16.0 / 16.2 | 0.86-0.87 | 0.62-0.65 | 8.1 / 9.4 / 7.4 | 11.4 / 9.1 / 7.5 |
+  | VAE K=4, 0.03/0.1/0.3   | 18.3 / 18.3 / 18.3 | 0.92 | 0.76-0.78 | 4.4 / 3.4 / 3.3 | 18.1 / 15.4 / 12.1 |
+  | VAE K=8, 0.03/0.1/0.3   | 20.7 / 20.8 / 20.6 | 0.96 | 0.82-0.85 | 2.7 / 2.1 / 2.1 | 32.1 / 25.5 / 19.8 |
+  | ScoreVAE K=8, beta 0.03 | 13.62 | 0.780 |  0.914   |   9.7   |  40.2   |
+  | ScoreVAE K=8, beta 0.1  | 13.54 | 0.780 |  0.912   |  13.7   |  29.1   |
+  | ScoreVAE K=8, beta 0.3  | 10.55 | 0.584 |  0.924   |  10.5   |  10.4   |
+
+Read off the distortion-perception plot with 'comparable' = the VAE's PSNR at
+most 1 dB above ScoreVAE's: ScoreVAE (beta 0.03 and 0.1) is sharper (HF 0.91
+vs 0.40-0.43) and has a lower Frechet distance (9.7-13.7 vs 54-90) than every
+such VAE, but those are the 1-d-latent VAEs at 4-7 nats. At matched rate
+(nearest KL) and matched K the Gaussian VAE is 7 dB better in PSNR (20.7 vs
+13.6 dB) and has the lower Frechet distance (it is paired with the test
+images), while ScoreVAE stays sharper (HF 0.91 vs 0.85). So the target holds
+only in the weak distortion-perception sense, not at matched rate.
 """
 
 import ml_collections
@@ -58,18 +80,18 @@ def get_config(arg=None):
 
   c.encoder = ml_collections.ConfigDict()
   c.encoder.model = "mlp"         # 'mlp' or 'conv', shared by ScoreVAE and VAE
-  c.encoder.latent_dims = (2, 4, 8)   # swept for both models
+  c.encoder.latent_dims = (1, 2, 4, 8)  # Gaussian VAE sweep
   c.encoder.hidden = (256, 256)
   c.encoder.ch = 32
   c.encoder.ch_mult = (1, 2)
   c.encoder.emb_dim = 64
 
   c.train = ml_collections.ConfigDict()   # shared by ScoreVAE and the VAE
-  c.train.steps = 3000
+  c.train.steps = 1500
   c.train.batch_size = 128
   c.train.lr = 1e-3
-  c.train.betas = (1.0,)          # KL weights, swept for both models
-  c.train.scorevae_latent_dims = (2, 4, 8)  # the VAE runs every latent_dims
+  c.train.betas = (0.03, 0.1, 0.3)  # KL weights, swept for both models
+  c.train.scorevae_latent_dims = (8,)  # ScoreVAE runs (UNet prior: slow)
   c.train.weighting = "likelihood"  # g^2: a bound in nats; 'sigma2': paper code
   c.train.include_log_var = True  # exact density; False = official code
 
