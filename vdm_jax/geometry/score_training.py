@@ -31,7 +31,7 @@ The network output `out` is turned into eps_hat in one of three ways:
   score-scaled-by-1/sigma output of the authors' networks; on a 10-sphere in
   R^100 it reaches k_hat = 11 in 1000 steps where 'eps' gives 27-30.
 
-This is a deliberately small, single-device loop (`lax.scan` over steps, EMA
+This is a deliberately small, single-device loop (one jitted step per call, EMA
 of the parameters); the general trainer is `vdm_jax.train`.
 
 References:
@@ -171,9 +171,9 @@ def train_score_model(model: nn.Module, x_train, rng, *, num_steps: int,
     ema_decay: EMA rate of the returned `ema_params`.
     gamma_min, gamma_max: the trained log-SNR band.
     parameterization: 'eps', 'x0' or 'residual'.
-    steps_per_call: steps fused in one jitted `lax.scan`.
+    steps_per_call: steps between loss logs and non-finite checks.
     grad_clip: global-norm gradient clipping.
-    log_fn: optional ``log_fn(step, mean_loss)`` called after each scan.
+    log_fn: optional ``log_fn(step, mean_loss)`` called every `steps_per_call` steps.
 
   Returns:
     (`ScoreTrainState`, `[num_calls]` mean loss per call in nats).
@@ -213,15 +213,20 @@ def train_score_model(model: nn.Module, x_train, rng, *, num_steps: int,
 
   # x_train is an argument, not a closure: a captured array becomes an XLA
   # constant, and constant-folding a 20000 x 256 array stalls compilation.
+  # One jitted step per call rather than a lax.scan over steps: on the XLA CPU
+  # backend a UNet step inside a scan body ran ~40x slower than the same step
+  # jitted alone (13 s vs 0.3 s of CPU on 16x16 squares).
   @functools.partial(jax.jit, donate_argnums=(0,))
-  def run(state, x_train):
-    state, losses = jax.lax.scan(functools.partial(step, x_train), state, None,
-                                 length=steps_per_call)
-    return state, jnp.mean(losses)
+  def one_step(state, x_train):
+    return step(x_train, state, None)
 
   history = []
   for c in range(n_calls):
-    state, loss = run(state, x_train)
+    chunk = []
+    for _ in range(steps_per_call):
+      state, step_loss = one_step(state, x_train)
+      chunk.append(step_loss)
+    loss = jnp.mean(jnp.stack(chunk))
     loss = float(loss)
     if not np.isfinite(loss):
       raise RuntimeError(f"non-finite loss in steps [{c * steps_per_call}, "
