@@ -12,7 +12,7 @@ plot.
   python experiments/score_vae.py --config configs/score_vae_digits.py \\
       --workdir results/score_vae_digits
   python experiments/score_vae.py --config configs/score_vae_digits.py:quick \\
-      --workdir /tmp/score_vae_quick          # smoke run, < 1 minute
+      --workdir /tmp/score_vae_quick          # smoke run, ~1 minute
 
 Measured with this config (seed 0, 297 test digits; 15.4 min wall on the
 shared 2-core CPU at load ~10; prior: runs/digits VDM, step 3000, test 1.99

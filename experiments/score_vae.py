@@ -273,10 +273,12 @@ def load_vdm_prior(config, data_shape, levels):
       data_shape=data_shape, data_levels=levels, scaling=config.data.scaling)
   info = {"vdm_config": cfg.vdm_config, "vdm_workdir": cfg.vdm_workdir}
   want = int(vc.training.num_train_steps)
-  try:
-    vdm, params, step = vdm_train.load_params(vc, cfg.vdm_workdir)
-  except FileNotFoundError:
-    step = -1
+  step = -1
+  if os.path.isdir(os.path.join(cfg.vdm_workdir, "checkpoints")):
+    try:
+      vdm, params, step = vdm_train.load_params(vc, cfg.vdm_workdir)
+    except FileNotFoundError:
+      pass
   if step < want:
     if not cfg.train_if_missing:
       raise ValueError(

@@ -44,7 +44,6 @@ def test_scaling_round_trip_to_pixels(scaling):
     exp.make_scaling("bytes", 17)
 
 
-@pytest.mark.slow
 def test_vdm_prior_rejects_unit_scaling_and_missing_checkpoint(tmp_path):
   exp = _experiment()
   cfg = _config()
