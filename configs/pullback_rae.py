@@ -62,8 +62,9 @@ epsilon is never tuned per set (0.1 everywhere). Evaluation uses the EMA
 weights (sheet B.6; rate 0.995 for a 2000-step run instead of 0.999).
 
 Measured (default config, ``nice -n 10`` on the 2 shared CPU cores under a
-load of ~9 from other jobs: 11.5 min wall for the RAE part, training 59 / 61 /
-123 / 131 / 83 / 112 s):
+load of ~9-10 from other jobs: 11.5 and 13.2 min wall for the RAE part in two
+identical (deterministic) runs, training 57-67 / 57-61 / 101-123 / 127-131 /
+83-89 / 112-122 s per set):
 
 | data set | D | k | RAE dim (eps_eff) | ref. dim | gap dim | E err^2 (true phi) | bound L^2 sum a_dropped (L) | top learned a |
 |---|---|---|---|---|---|---|---|---|
@@ -72,7 +73,7 @@ load of ~9 from other jobs: 11.5 min wall for the RAE part, training 59 / 61 /
 | Sinusoid(2, 10) | 10 | 2 | **2** (0.0018) | 2 | 2 | 0.095 (0.0083) | 4.2 (18.1) | 4.51, 2.53, 0.0018, 0.0018 |
 | Sinusoid(1, 100) | 100 | 1 | **1** (0.056) | 1 | 1 | 1.42 (0.099) | 331 (51.1) | 2.14, 0.0015, 0.0014 |
 | Hemisphere(5, 20) | 20 | 5 | 3 (0.096) | 4 | 5 | 0.062 | 0.25 (2.6) | 0.195, 0.083, 0.068, 0.025, 0.011, 0.0000 |
-| digits | 64 | - | 17 (0.099) | - | - | 2.0 | 84.6 (9.6) | 1.11, 1.09, 0.88, 0.88, 0.82 |
+| digits | 64 | - | 17 (0.099) | - | 45 | 2.0 | 84.6 (9.6) | 1.11, 1.09, 0.88, 0.88, 0.82 |
 
 Every per-example error is below its pointwise bound L_x^2 ||(I - P) phi(x)||^2
 (64 test points per set). The reference dimension is the eps rule on the true a
