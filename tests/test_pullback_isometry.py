@@ -63,19 +63,12 @@ def test_length_estimator():
                           jax.random.key(2)) > 1e-3))
   # A diagonal map diag(s): ||J v||^2 = sum_i s_i^2 v_i^2; check vs Monte Carlo.
   s = jnp.array([0.5, 1.0, 2.0])
-  v = jax.random.normal(jax.random.key(3), (200000, 3))
+  v = jax.random.normal(jax.random.key(3), (50000, 3))
   v = v / jnp.linalg.norm(v, axis=-1, keepdims=True)
   mc = jnp.mean((jnp.linalg.norm(v * s, axis=-1) - 1.0) ** 2)
-  big = isometry.isometry_penalty_length(lambda p: s * p, x[:2],
-                                         jax.random.key(4), num_probes=20000)
+  big = jax.jit(lambda r: isometry.isometry_penalty_length(
+      lambda p: s * p, x[:2], r, num_probes=5000))(jax.random.key(4))
   np.testing.assert_allclose(big, mc, rtol=0.05)
-  loss_fn = isometry.make_loss_fn(flows.RealNVP(dim=3, n_steps=2, hidden=8),
-                                  lambda_iso=1.0, iso_estimator="length")
-  params = isometry.init_params(flows.RealNVP(dim=3, n_steps=2, hidden=8),
-                                jax.random.key(5))
-  # Identity flow at init: zero penalty.
-  np.testing.assert_allclose(loss_fn(params, x, jax.random.key(6))[1]["iso"],
-                             0.0, atol=1e-10)
   with pytest.raises(ValueError, match="num_probes must be >= 1"):
     isometry.isometry_penalty_length(rot.forward, x, jax.random.key(0),
                                      num_probes=0)
@@ -95,6 +88,11 @@ def test_loss_switches_and_bad_inputs():
   np.testing.assert_allclose(
       loss_i, 0.5 * jnp.sum(x**2 + jnp.log(2 * jnp.pi), axis=-1), rtol=1e-5)
   np.testing.assert_allclose(aux_a["iso"], 0.0)
+  # The 'length' estimator is wired in: zero for the identity flow at init.
+  _, aux_len = jax.jit(isometry.make_loss_fn(
+      model, lambda_iso=1.0, iso_estimator="length"))(params, x,
+                                                      jax.random.key(3))
+  np.testing.assert_allclose(aux_len["iso"], 0.0, atol=1e-10)
   with pytest.raises(ValueError, match="iso_estimator"):
     isometry.make_loss_fn(model, iso_estimator="qr")
   with pytest.raises(ValueError, match="lambda_iso and lambda_vol"):
