@@ -25,6 +25,7 @@ from vdm_jax.geometry import toy_densities
 from vdm_jax.geometry.flows import Diffeomorphism
 from vdm_jax.geometry.flows import RealNVP
 from vdm_jax.geometry.rae import RiemannianAutoencoder
+from vdm_jax.geometry.rae import choose_dimension_by_gap
 from vdm_jax.geometry.rae import make_rae
 # --- end issue 11 --------------------------------------------------------------
 
@@ -44,6 +45,7 @@ __all__ = [
     "Diffeomorphism",
     "RealNVP",
     "RiemannianAutoencoder",
+    "choose_dimension_by_gap",
     "flows",
     "isometry",
     "make_rae",
