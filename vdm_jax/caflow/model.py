@@ -63,6 +63,11 @@ from vdm_jax.flows import layers
 from vdm_jax.flows import multiscale
 
 
+def _check_image(x, name: str) -> None:
+  _checks.check_floating(x, name)
+  _checks.check_rank(x, 4, f"{name} [B, H, W, C]")
+
+
 def check_pair(x_shape: Sequence[int], y_shape: Sequence[int], levels: int) -> None:
   """Raises ValueError unless x and y are ``[B, H, W, C]`` images CAFLOW can pair.
 
@@ -250,13 +255,13 @@ class CAFlow(nn.Module):
         for i in range(self.levels)]
 
   def _check(self, x, y):
-    layers._check_image(x, "x")  # pylint: disable=protected-access
-    layers._check_image(y, "y")  # pylint: disable=protected-access
+    _check_image(x, "x")
+    _check_image(y, "y")
     check_pair(x.shape, y.shape, self.levels)
 
   def encode_source(self, y):
     """``y -> ((l_0..l_{L-1}), log|det dl/dy| [B])``."""
-    layers._check_image(y, "y")  # pylint: disable=protected-access
+    _check_image(y, "y")
     return self.source.forward(y)
 
   def _encode(self, x, y):
@@ -276,7 +281,7 @@ class CAFlow(nn.Module):
     return zs, logdet
 
   def inverse(self, zs, y):
-    layers._check_image(y, "y")  # pylint: disable=protected-access
+    _check_image(y, "y")
     zs = tuple(zs)
     if len(zs) != self.levels:
       raise ValueError(
@@ -298,11 +303,11 @@ class CAFlow(nn.Module):
     return logdet + sum(multiscale.standard_normal_log_prob(z) for z in zs)
 
   def source_log_prob(self, y):
-    layers._check_image(y, "y")  # pylint: disable=protected-access
+    _check_image(y, "y")
     return self.source.log_prob(y)
 
   def sample(self, rng, y, *, channels: int, temperature=1.0):
-    layers._check_image(y, "y")  # pylint: disable=protected-access
+    _check_image(y, "y")
     check_temperature(temperature)
     x_shape = tuple(y.shape[:3]) + (channels,)
     check_pair(x_shape, y.shape, self.levels)
