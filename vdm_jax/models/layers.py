@@ -53,9 +53,21 @@ def fourier_features(z, exponents: Sequence[int] = (7, 8)):
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
-def num_groups(channels: int, max_groups: int = 32) -> int:
-  """The largest group count <= max_groups that divides `channels` (GroupNorm)."""
-  return math.gcd(channels, max_groups)
+def num_groups(channels: int, max_groups: int = 32, min_group_size: int = 4) -> int:
+  """GroupNorm groups: the largest divisor of `channels` <= max_groups whose
+  groups hold >= min_group_size channels (when `channels` allows it).
+
+  The group size matters for conditioning: `ResnetBlock` adds a per-channel
+  shift cond_proj(cond) and then normalises; with one channel per group
+  (GroupNorm = InstanceNorm) the spatial mean removal cancels the shift
+  exactly and the block cannot see t or the label. The VDM/DDPM networks use 32
+  groups on >= 128 channels (>= 4 per group); narrow CPU-sized networks get
+  fewer groups so that they keep the same group size.
+  """
+  for g in range(min(max_groups, channels), 0, -1):
+    if channels % g == 0 and channels // g >= min_group_size:
+      return g
+  return 1
 
 
 class ResnetBlock(nn.Module):
