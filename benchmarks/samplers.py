@@ -68,6 +68,8 @@ _VDM_WORKDIR = flags.DEFINE_string(
     "vdm_workdir", "runs/digits",
     "Workdir of `launch.py --config=configs/vdm_digits.py` (the digits_vdm "
     "part loads its latest EMA checkpoint).")
+_VDM_SWEEP = flags.DEFINE_bool(
+    "vdm_sweep", True, "digits_vdm: also run the sampler sweep (slow on CPU).")
 _VDM_EXACT_N = flags.DEFINE_integer(
     "vdm_exact_n", 20, "Test images for the exact-divergence ODE bits/dim.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -252,7 +254,7 @@ def digits_vdm_benchmark(rng, quick, workdir, exact_n):
                                   t).reshape(z.shape)
   rows = run_sweep(jax.random.fold_in(rng, 0), flat_score, sde,
                    (n, held_out.shape[1]), held_out, quick,
-                   f"digits_vdm")
+                   "digits_vdm") if _VDM_SWEEP.value else []
   x_all = jnp.asarray(test_x, jnp.int32)
   vlb_fn = jax.jit(lambda k, x: vdm.vlb_terms(params, k, x).total)
   vlb = float(np.mean([np.mean(vlb_fn(jax.random.fold_in(rng, 50 + i), x_all))
