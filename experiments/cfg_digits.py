@@ -19,6 +19,12 @@ Outputs in --workdir: ``table.md``, ``results.json`` and ``cfg_w<w>.png``
 
   python experiments/cfg_digits.py --workdir results/cfg_digits   # ~3-6 min CPU
   python experiments/cfg_digits.py --quick --workdir /tmp/cfg_digits
+
+Measured (defaults, 2,000 steps in 212 s on 2 shared cores; 20 samples per
+class, DDIM 50 steps): accuracy 0.670 / 0.930 / 0.975 and confidence 0.586 /
+0.866 / 0.952 at w = 0 / 1 / 3, per-class pixel std 0.356 / 0.296 / 0.245
+(real test digits: accuracy 0.966, std 0.317): guidance buys class fidelity
+with diversity, as in Ho & Salimans.
 """
 
 from __future__ import annotations
