@@ -17,17 +17,9 @@ conditions. The model has 0.55M parameters (0.68M for inpainting, whose y has
 two channels); the estimators' ScoreMLPs have 0.66-0.76M.
 """
 
-import importlib.util
-import os
+from configs import conditional_default
 
 
-def _default():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      "conditional_default.py")
-  spec = importlib.util.spec_from_file_location("conditional_default", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 _TASKS = ("sr2", "sr4", "inpaint_box", "inpaint_random", "edges")
@@ -35,7 +27,6 @@ _TASKS = ("sr2", "sr4", "inpaint_box", "inpaint_random", "edges")
 
 def get_config(arg=None):
   """`arg`: 'task=<name>' (one of sr2, sr4, inpaint_box, inpaint_random, edges), 'quick'."""
-  conditional_default = _default()
   args = conditional_default.parse_arg(arg, task="sr4")
   if args["task"] not in _TASKS:
     raise ValueError(f"task must be one of {_TASKS}, got {args['task']!r}.")

@@ -7,21 +7,12 @@ y = [masked image, mask] (hidden pixels set to 0, the mask as a channel).
 Each training image is paired with `pair_repeats` random masks.
 """
 
-import importlib.util
-import os
+from configs import conditional_default
 
 
-def _default():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      "conditional_default.py")
-  spec = importlib.util.spec_from_file_location("conditional_default", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def get_config(arg=None):
-  conditional_default = _default()
   args = conditional_default.parse_arg(arg, mask="box")
   c = conditional_default.get_config("quick" if args["quick"] else None)
   if args["mask"] not in ("box", "random"):

@@ -10,21 +10,12 @@ MSDiff feeds its LR input). Expected: CDE and MS-CDiffE close, CDiffE behind
 on PSNR/consistency (its y_t is noised as fast as x).
 """
 
-import importlib.util
-import os
+from configs import conditional_default
 
 
-def _default():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      "conditional_default.py")
-  spec = importlib.util.spec_from_file_location("conditional_default", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def get_config(arg=None):
-  conditional_default = _default()
   args = conditional_default.parse_arg(arg, factor=4)
   c = conditional_default.get_config("quick" if args["quick"] else None)
   if args["factor"] not in (2, 4):

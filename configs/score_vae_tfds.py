@@ -10,22 +10,12 @@ CIFAR-10, 512 for CelebA; maths sheet 3.2). Hours on one accelerator; not a CPU 
       --workdir results/score_vae_celeba --config.prior.checkpoint=/path/prior
 """
 
-import importlib.util
-import os
-
-
-def _digits_config_module():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      "score_vae_digits.py")
-  spec = importlib.util.spec_from_file_location("score_vae_digits", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from configs import score_vae_digits
 
 
 def get_config(arg="cifar10"):
   """`arg` is 'cifar10' or 'celeb_a'."""
-  c = _digits_config_module().get_config()
+  c = score_vae_digits.get_config()
   if arg not in ("cifar10", "celeb_a"):
     raise ValueError(f"arg must be 'cifar10' or 'celeb_a', got {arg!r}.")
   c.data.source = "tfds"

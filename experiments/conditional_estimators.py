@@ -35,7 +35,14 @@ from __future__ import annotations
 import glob
 import json
 import os
+import sys
 import time
+
+# Configs import their base config as `configs.<name>` (as launch.py allows):
+# put the repository root on sys.path before --config is parsed.
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO_ROOT not in sys.path:
+  sys.path.insert(0, _REPO_ROOT)
 
 from absl import app
 from absl import flags

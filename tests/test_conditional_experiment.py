@@ -1,11 +1,12 @@
 """Smoke test of experiments/conditional_estimators.py and the task configs."""
 
-import functools
 import importlib.util
 import json
 import os
 
 import pytest
+
+from tests import drivers
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,10 +18,9 @@ def _load(path, name):
   return module
 
 
-@functools.lru_cache(maxsize=None)
 def _driver():
-  # Loaded once: the driver defines absl flags, which cannot be defined twice.
-  return _load("experiments/conditional_estimators.py", "cond_driver")
+  return drivers.load_driver("experiments/conditional_estimators.py",
+                             "cond_driver")
 
 
 def test_configs_build_and_reject_bad_args():

@@ -1,27 +1,18 @@
 """The ScoreVAE experiment's data scaling, VDM-prior checks and comparison logic."""
 
-import functools
 import importlib.util
 import os
-import sys
 
 import numpy as np
 import pytest
 
+from tests import drivers
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@functools.lru_cache(maxsize=None)
 def _experiment():
-  # Loaded once (it defines absl flags) and registered in sys.modules (its Flax
-  # module is a dataclass, which looks its module up there).
-  name = "_score_vae_experiment"
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(_ROOT, "experiments/score_vae.py"))
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module
-  spec.loader.exec_module(module)
-  return module
+  return drivers.load_driver("experiments/score_vae.py", "_score_vae_experiment")
 
 
 def _config(arg=None):
