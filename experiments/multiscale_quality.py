@@ -20,6 +20,12 @@ user-supplied weights file); nothing is downloaded.
 
   python experiments/multiscale_quality.py                 # ~2 x 120 s training
   python experiments/multiscale_quality.py --quick         # smoke run, ~1-2 min
+  python experiments/multiscale_quality.py --seconds 300 --clock cpu   # shared machine
+
+Measured (``--seconds 300 --clock cpu``, 2 shared cores, after the GroupNorm
+fix): Frechet distance 21.7 (multi-scale, 3,297 stage updates) vs 75.2
+(uniform, 923 updates); real train vs test 8.8; sampling 16 vs 118 ms/image
+with 60 ancestral steps per unit time.
 
 Writes ``table.md``, ``results.json`` and PNG grids (data, uniform,
 multiscale) to ``--out`` (default results/multiscale_quality).
@@ -153,8 +159,14 @@ def matched_multiscale_width(width, n_blocks):
   return best[0], target, best[1]
 
 
-def train(proc, nets, x_train, *, seconds, batch, lr, ema, seed):
-  """Round-robin training of the stage nets for `seconds` of wall time."""
+def train(proc, nets, x_train, *, seconds, batch, lr, ema, seed, clock="wall"):
+  """Round-robin training of the stage nets for `seconds` of `clock` time.
+
+  clock='wall' is the issue's equal-wall-time budget on a dedicated machine;
+  'cpu' counts this process's CPU seconds (all threads), the fair budget when
+  other jobs share the cores.
+  """
+  now = time.perf_counter if clock == "wall" else time.process_time
   opt = optax.adam(lr)
   states = [training.init_stage_state(p, opt)
             for p in nets.init(jax.random.key(seed))]
@@ -166,8 +178,9 @@ def train(proc, nets, x_train, *, seconds, batch, lr, ema, seed):
   # Compile every stage step first (excluded from the time budget).
   for j, st in enumerate(steps):
     jax.block_until_ready(st(states[j], key, x_train[:batch]))
-  t0, i, losses = time.perf_counter(), 0, []
-  while time.perf_counter() - t0 < seconds:
+  t0, i, losses = now(), 0, []
+  wall0 = time.perf_counter()
+  while now() - t0 < seconds:
     j = i % len(steps)
     xb = x_train[rng.integers(0, len(x_train), batch)]
     states[j], val = steps[j](states[j], jax.random.fold_in(key, j), xb)
@@ -175,8 +188,8 @@ def train(proc, nets, x_train, *, seconds, batch, lr, ema, seed):
       losses.append(float(val))
     i += 1
   jax.block_until_ready([s.params for s in states])
-  return (tuple(s.ema_params for s in states), i, time.perf_counter() - t0,
-          losses)
+  return (tuple(s.ema_params for s in states), i, now() - t0, losses,
+          time.perf_counter() - wall0)
 
 
 def draw(proc, nets, params, n, *, steps_per_unit, seed, chunk=250):
@@ -203,7 +216,10 @@ def save_grid(images, path, rows=8):
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--seconds", type=float, default=120.0,
-                  help="training wall time per model (compilation excluded)")
+                  help="training time per model (compilation excluded)")
+  ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                  help="what --seconds counts: wall time, or this process's "
+                  "CPU time (fair when other jobs share the machine)")
   ap.add_argument("--width", type=int, default=32, help="uniform UNet width")
   ap.add_argument("--n_blocks", type=int, default=1)
   ap.add_argument("--batch", type=int, default=64)
@@ -245,15 +261,16 @@ def main(argv=None):
   rows = []
   for kind in ("uniform", "multiscale"):
     proc, nets = make_model(kind, widths[kind], args.n_blocks)
-    params, n_iter, secs, losses = train(
+    params, n_iter, secs, losses, wall = train(
         proc, nets, x_train, seconds=args.seconds, batch=args.batch, lr=args.lr,
-        ema=args.ema, seed=args.seed)
+        ema=args.ema, seed=args.seed, clock=args.clock)
     samples, s_per = draw(proc, nets, params, args.samples,
                           steps_per_unit=args.steps_per_unit, seed=args.seed + 7)
     save_grid(samples, os.path.join(args.out, f"{kind}.png"))
     fd = frechet_distance(feat_fn(samples, weights), ref)
     rows.append(dict(model=kind, width=widths[kind], params=n_params(nets),
                      train_iters=n_iter, train_seconds=secs,
+                     train_wall_seconds=wall,
                      final_loss=float(np.mean(losses[-5:])),
                      sample_ms_per_image=1e3 * s_per, frechet=fd))
     print(json.dumps(rows[-1]), flush=True)
@@ -268,7 +285,7 @@ def main(argv=None):
   table += (f"| real train vs test | | | | | | {fd_real:.3f} |\n\n"
             f"Features: {feature_name}. Digits 16x16, {args.samples} samples vs "
             f"{len(x_test)} test images, {args.steps_per_unit} ancestral steps "
-            f"per unit time, {args.seconds:.0f} s training each.\n")
+            f"per unit time, {args.seconds:.0f} s ({args.clock} clock) training each.\n")
   print("\n" + table)
   with open(os.path.join(args.out, "table.md"), "w") as f:
     f.write(table)
