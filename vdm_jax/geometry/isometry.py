@@ -107,6 +107,14 @@ def isometry_penalty_exact(phi: Callable, x):
   return jax.vmap(one)(x)
 
 
+def _gaussian_probes(x, rng, num_probes: int):
+  """Checks ``x [B, D]`` and draws ``[B, M, D]`` standard normal probes."""
+  _checks.check_rank(x, 2, "x")
+  if num_probes < 1:
+    raise ValueError(f"num_probes must be >= 1, got {num_probes}.")
+  return jax.random.normal(rng, (x.shape[0], num_probes, x.shape[1]), x.dtype)
+
+
 def isometry_penalty_hutchinson(phi: Callable, x, rng, *, num_probes: int = 4):
   """Unbiased JVP/VJP estimate of ||Dphi^T Dphi - I||_F^2 per example.
 
@@ -124,10 +132,7 @@ def isometry_penalty_hutchinson(phi: Callable, x, rng, *, num_probes: int = 4):
   Returns:
     ``[B]`` estimates.
   """
-  _checks.check_rank(x, 2, "x")
-  if num_probes < 1:
-    raise ValueError(f"num_probes must be >= 1, got {num_probes}.")
-  probes = jax.random.normal(rng, (x.shape[0], num_probes, x.shape[1]), x.dtype)
+  probes = _gaussian_probes(x, rng, num_probes)
 
   def one(p, vs):
     _, vjp = jax.vjp(phi, p)
@@ -164,10 +169,7 @@ def isometry_penalty_length(phi: Callable, x, rng, *, num_probes: int = 4):
   Returns:
     ``[B]`` estimates.
   """
-  _checks.check_rank(x, 2, "x")
-  if num_probes < 1:
-    raise ValueError(f"num_probes must be >= 1, got {num_probes}.")
-  probes = jax.random.normal(rng, (x.shape[0], num_probes, x.shape[1]), x.dtype)
+  probes = _gaussian_probes(x, rng, num_probes)
   probes = probes / jnp.linalg.norm(probes, axis=-1, keepdims=True)
 
   def one(p, vs):
