@@ -7,19 +7,13 @@ import pytest
 
 from vdm_jax import caflow
 from vdm_jax import flows
+from tests import params as params_lib
 
 
 def _img(shape, seed):
   return jax.random.normal(jax.random.key(seed), shape) * 1.2 + 0.1
 
 
-def _perturb(params, seed=1, scale=0.1):
-  """Random non-zero weights, so zero-initialised convs are not the identity."""
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return jax.tree.unflatten(
-      tree, [p + scale * jax.random.normal(k, p.shape)
-             for p, k in zip(leaves, keys)])
 
 
 def _model_and_params(x_shape, cy, seed=0, levels=2):
@@ -27,7 +21,7 @@ def _model_and_params(x_shape, cy, seed=0, levels=2):
                         cond_steps=1, hidden=8)
   x = _img(x_shape, seed)
   y = _img(x_shape[:3] + (cy,), seed + 1)
-  params = _perturb(jax.jit(model.init)(jax.random.key(seed), x, y))
+  params = params_lib.perturb(jax.jit(model.init)(jax.random.key(seed), x, y))
   return model, params, x, y
 
 

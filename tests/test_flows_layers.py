@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vdm_jax import flows
+from tests import params as params_lib
 
 SHAPE = (1, 4, 4, 2)   # 32 dims: a brute-force Jacobian is cheap.
 
@@ -14,13 +15,6 @@ def _x(shape=SHAPE, seed=0):
   return jax.random.normal(jax.random.key(seed), shape) * 1.5 + 0.3
 
 
-def _perturb(params, seed=1, scale=0.2):
-  """Moves every parameter off its (often identity) init."""
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  leaves = [p + scale * jax.random.normal(k, p.shape)
-            for p, k in zip(leaves, keys)]
-  return jax.tree.unflatten(tree, leaves)
 
 
 def _flat_out(y):
@@ -63,7 +57,8 @@ def test_inverse_and_logdet_match_brute_force(name):
   layer, cond_shape = _layers()[name]
   x = _x()
   cond = _cond_for(name, cond_shape, x)
-  params = _perturb(layer.init(jax.random.key(0), x, cond, method="forward"))
+  params = params_lib.perturb(
+      layer.init(jax.random.key(0), x, cond, method="forward"), scale=0.2)
 
   fwd = jax.jit(lambda v: layer.apply(params, v, cond, method="forward"))
   inv = jax.jit(lambda y: layer.apply(params, y, cond, method="inverse"))
@@ -77,7 +72,8 @@ def test_inverse_and_logdet_match_brute_force(name):
 def test_logdet_is_per_example():
   layer = flows.FlowStep(hidden=8, seed=1)
   x = _x((3, 4, 4, 2))
-  params = _perturb(layer.init(jax.random.key(0), x, method="forward"))
+  params = params_lib.perturb(
+      layer.init(jax.random.key(0), x, method="forward"), scale=0.2)
   _, logdet = layer.apply(params, x, method="forward")
   for i in range(3):
     _, ld_i = layer.apply(params, x[i:i + 1], method="forward")
@@ -158,7 +154,8 @@ def test_coupling_output_depends_on_cond_and_inverts_with_it():
   x = _x()
   c1, c2 = _x((1, 4, 4, 3), seed=5), _x((1, 4, 4, 3), seed=6)
   layer = flows.AffineCoupling(hidden=8)
-  params = _perturb(layer.init(jax.random.key(0), x, c1, method="forward"))
+  params = params_lib.perturb(
+      layer.init(jax.random.key(0), x, c1, method="forward"), scale=0.2)
   y1, _ = layer.apply(params, x, c1, method="forward")
   y2, _ = layer.apply(params, x, c2, method="forward")
   assert not np.allclose(y1, y2)

@@ -6,18 +6,13 @@ import numpy as np
 import pytest
 
 from vdm_jax import flows
+from tests import params as params_lib
 
 
 def _x(shape, seed=0):
   return jax.random.normal(jax.random.key(seed), shape) * 1.3 + 0.2
 
 
-def _perturb(params, seed=1, scale=0.1):
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return jax.tree.unflatten(
-      tree, [p + scale * jax.random.normal(k, p.shape)
-             for p, k in zip(leaves, keys)])
 
 
 def _flow_and_params(shape, levels=2, steps=2, cond_channels=None, seed=0):
@@ -27,7 +22,7 @@ def _flow_and_params(shape, levels=2, steps=2, cond_channels=None, seed=0):
   if cond_channels is not None:
     cond = tuple(_x((shape[0], shape[1] >> (i + 1), shape[2] >> (i + 1),
                      cond_channels), seed=10 + i) for i in range(levels))
-  params = _perturb(flow.init(jax.random.key(0), x, cond, method="forward"))
+  params = params_lib.perturb(flow.init(jax.random.key(0), x, cond, method="forward"))
   return flow, params, x, cond
 
 

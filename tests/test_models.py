@@ -8,6 +8,7 @@ from vdm_jax import schedules
 from vdm_jax.models import ScoreMLP
 from vdm_jax.models import UNet
 from vdm_jax.models import fourier_features
+from tests import params as params_lib
 
 
 def test_unet_shapes_identity_init_and_levels():
@@ -71,17 +72,14 @@ def test_unet_output_depends_on_time_and_label(ch):
   With one channel per GroupNorm group (the old rule gave 32 groups for 32
   channels) the per-channel shift cond_proj(cond) is removed exactly by the
   normalisation, and the network is blind to t and the label. Zero-initialised
-  layers are randomised so that every path is live.
+  layers are perturbed so that every path is live.
   """
   net = UNet(ch=ch, n_blocks=1, ch_mult=(1, 2), dropout=0.0,
              fourier_exponents=(), num_classes=10)
   z = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
   lab = jnp.array([3, 3])
   params = net.init(jax.random.key(1), z, jnp.zeros((2,)), label=lab)
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(2), len(leaves))
-  params = jax.tree.unflatten(tree, [
-      0.1 * jax.random.normal(k, v.shape) for k, v in zip(keys, leaves)])
+  params = params_lib.perturb(params, seed=2)
   out = lambda t, y: net.apply(params, z, jnp.full((2,), t), label=jnp.full((2,), y))
   base = out(0.2, 3)
   assert float(jnp.max(jnp.abs(out(0.8, 3) - base))) > 1e-3
