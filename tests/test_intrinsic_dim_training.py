@@ -98,3 +98,19 @@ def test_briefly_trained_mlp_on_a_sphere_finds_its_dimension():
       sigma=float(sigma), alpha=float(alpha))
   assert np.all(np.abs(np.asarray(est.per_point) - k) <= 1), est.per_point
   assert abs(int(est.dimension) - k) <= 1
+
+
+def test_ema_forgets_the_random_initialisation_within_a_short_run():
+  # With a plain 0.999 EMA, 30 steps would leave 97% of the initial weights in
+  # ema_params; the warm-up min(decay, (1 + n) / (10 + n)) leaves ~1/4 of
+  # them, so the EMA sits far nearer to the trained weights than to the start.
+  x = jax.random.normal(jax.random.key(0), (256, 3))
+  model = ScoreMLP(hidden=(16,), emb_dim=8)
+  init = model.init(jax.random.split(jax.random.key(1))[0], x[:1],
+                    jnp.zeros((1,)))["params"]
+  state, _ = score_training.train_score_model(
+      model, x, jax.random.key(1), num_steps=30, batch_size=32,
+      learning_rate=1e-2, warmup_steps=1, ema_decay=0.999, steps_per_call=30)
+  dist = lambda a, b: float(sum(jnp.sum(jnp.square(u - v)) for u, v in zip(
+      jax.tree.leaves(a), jax.tree.leaves(b))))
+  assert dist(state.ema_params, init) > 4 * dist(state.ema_params, state.params)
