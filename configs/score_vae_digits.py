@@ -94,6 +94,11 @@ def get_config(arg=None):
   c.train.scorevae_latent_dims = (8,)  # ScoreVAE runs (UNet prior: slow)
   c.train.weighting = "likelihood"  # g^2: a bound in nats; 'sigma2': paper code
   c.train.include_log_var = True  # exact density; False = official code
+  c.train.plus_steps = 0          # > 0: also train ScoreVAE+ (a correction net)
+
+  c.correction = ml_collections.ConfigDict()   # ScoreVAE+ only
+  c.correction.hidden = (256, 256)
+  c.correction.emb_dim = 64
 
   c.vae = ml_collections.ConfigDict()
   c.vae.hidden = (256, 256)
@@ -121,6 +126,8 @@ def get_config(arg=None):
     c.encoder.latent_dims = (2,)
     c.train.scorevae_latent_dims = (2,)
     c.train.steps = 100
+    c.train.plus_steps = 50
+    c.correction.hidden = (64,)
     c.vae.hidden = (64,)
     c.data.max_test = 32
     c.eval.sde_steps = 100

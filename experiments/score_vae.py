@@ -471,18 +471,48 @@ def train_vae(config, xtr, k, beta, rng):
           "loss": hist[-1], "train_s": time.time() - t0}
 
 
-def scorevae_decoders(config, sde, prior_score_apply, encoder, data_shape):
-  """{name: jitted decode(prior_params, enc_params, z, rng)} for the eval config."""
+def train_scorevae_plus(config, sde, prior_score_apply, prior_params, xtr, sv,
+                        k, rng):
+  """Trains the ScoreVAE+ correction of a trained ScoreVAE (encoder frozen)."""
+  corr = score_vae.CorrectionMLP(hidden=tuple(config.correction.hidden),
+                                 emb_dim=config.correction.emb_dim)
+  base = score_vae.make_conditional_score(
+      prior_score_apply, sv["encoder"].apply,
+      include_log_var=config.train.include_log_var)
+  plus = score_vae.make_corrected_score(base, corr.apply, sde)
+  tc = config.train
+  loss = score_vae.make_scorevae_plus_loss(
+      sde, plus, sv["encoder"].apply, latent_dim=k, weighting=tc.weighting,
+      t_min=config.sde.t_min)
+  x1 = jnp.asarray(xtr[:1])
+  params0 = corr.init(rng, x1, jnp.zeros((1,)), jnp.zeros((1, k)))
+  t0 = time.time()
+  params, _, hist = fit(
+      lambda p, key, x: loss(p, sv["params"], prior_params, key, x), params0,
+      xtr, steps=tc.plus_steps, batch_size=tc.batch_size, lr=tc.lr, rng=rng,
+      name=f"scorevae+ K={k}")
+  return {"score": plus, "params": (sv["params"], params), "loss": hist[-1],
+          "train_s": time.time() - t0}
+
+
+def scorevae_decoders(config, sde, prior_score_apply, encoder, data_shape,
+                      plus_score=None):
+  """{name: jitted decode(prior_params, cond_params, z, rng)} for the eval config.
+
+  With `plus_score` (a ScoreVAE+ score), one reverse-SDE decoder of it.
+  """
   ec = config.eval
   def score(guidance_scale):
     return score_vae.make_conditional_score(
         prior_score_apply, encoder.apply,
         include_log_var=config.train.include_log_var,
         guidance_scale=guidance_scale)
-  def decoder(method, steps, gamma=1.0):
+  def decoder(method, steps, gamma=1.0, score_fn=None):
     return jax.jit(score_vae.make_decoder(
-        sde, score(gamma), data_shape, n_steps=steps, method=method,
+        sde, score_fn or score(gamma), data_shape, n_steps=steps, method=method,
         t_min=config.sde.t_min, tweedie=ec.tweedie))
+  if plus_score is not None:
+    return {"ScoreVAE+": decoder("sde", ec.sde_steps, score_fn=plus_score)}
   out = {"ScoreVAE": decoder("sde", ec.sde_steps)}
   if ec.ode_steps:
     out["ScoreVAE (PF-ODE)"] = decoder("ode", ec.ode_steps)
@@ -507,7 +537,7 @@ def mean_kl(encoder, params, x):
 def compare(rows, tol_db):
   """Reads 'sharper at comparable distortion' and 'at matched rate' off the rows.
 
-  For every ScoreVAE (reverse-SDE) row: the Gaussian-VAE rows whose PSNR is at
+  For every ScoreVAE and ScoreVAE+ (reverse-SDE) row: the Gaussian-VAE rows whose PSNR is at
   most `tol_db` above it (ScoreVAE's distortion comparable or better), and
   whether ScoreVAE is sharper than all of them (high-frequency ratio closer to
   the data's 1) and has a lower Frechet distance; and the VAE row at the
@@ -516,7 +546,7 @@ def compare(rows, tol_db):
   vae = {n: r for n, r in rows.items() if r.get("model") == "Gaussian VAE"}
   out = []
   for name, r in rows.items():
-    if r.get("model") != "ScoreVAE":
+    if r.get("model") not in ("ScoreVAE", "ScoreVAE+"):
       continue
     sharp = lambda q: abs(1.0 - q["hf_ratio"])
     near = {n: q for n, q in vae.items() if q["psnr_db"] <= r["psnr_db"] + tol_db}
@@ -668,6 +698,25 @@ def run(config, workdir):
       extra[f"ScoreVAE, {tag}"] = {"final_loss": sv["loss"],
                                    "train_s": sv["train_s"],
                                    "decode_s": time.time() - t0}
+      if not config.train.plus_steps:
+        continue
+      svp = train_scorevae_plus(config, sde, prior_score_apply, prior_params,
+                                xtr, sv, k, jax.random.fold_in(key, 2))
+      t0 = time.time()
+      (name, dec), = scorevae_decoders(config, sde, prior_score_apply,
+                                       sv["encoder"], data_shape,
+                                       plus_score=svp["score"]).items()
+      rec = batched(lambda zz, key, dec=dec: dec(prior_params, svp["params"],
+                                                 zz, key),
+                    z, ec.batch_size,
+                    jax.random.fold_in(jax.random.fold_in(r_dec, i * 100 + j), 50))
+      rows[f"{name}, {tag}"] = dict(score_row(to_pixels(rec), *args), model=name,
+                                    latent_dim=k, beta=beta, kl_nats=kl)
+      print(f"{name}, {tag}: " + _brief(rows[f"{name}, {tag}"]), flush=True)
+      grid_rows[f"{name} {tag}"] = to_pixels(rec)
+      extra[f"{name}, {tag}"] = {"final_loss": svp["loss"],
+                                 "train_s": svp["train_s"],
+                                 "decode_s": time.time() - t0}
 
   n = min(ec.n_grid, len(xte))
   names = list(grid_rows)

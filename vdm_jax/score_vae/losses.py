@@ -41,11 +41,9 @@ from vdm_jax.score_vae import encoder as encoder_lib
 _WEIGHTINGS = ("sigma2", "likelihood")
 
 
-def make_latent_dsm(sde, prior_score_apply: Callable[..., Any],
-                    encoder_apply: Callable[..., Any], *,
-                    weighting: str = "sigma2", include_log_var: bool = True,
-                    t_min: float | None = None):
-  """DSM of the composed score for *given* latents, per example.
+def make_score_dsm(sde, score: Callable[..., Any], *, weighting: str = "sigma2",
+                   t_min: float | None = None):
+  """DSM of any latent-conditional score for *given* latents, per example.
 
   .. math::
 
@@ -54,26 +52,24 @@ def make_latent_dsm(sde, prior_score_apply: Callable[..., Any],
 
   Args:
     sde: a `vdm_jax.sde` SDE (`marginal`, `drift_diffusion`, `T`, `eps`).
-    prior_score_apply: `(prior_params, x, t) -> score`, frozen.
-    encoder_apply: `(encoder_params, x, t) -> (mean [B, K], log_var [B, K])`.
+    score: `score(prior_params, cond_params, x_t, t, z) -> [B, ...]`, e.g. from
+      `conditional_score.make_conditional_score` (cond = encoder parameters)
+      or `correction.make_corrected_score` (cond = (encoder, correction)).
     weighting: 'sigma2' (w = sigma_t^2) or 'likelihood' (w = g(t)^2).
-    include_log_var: exact encoder density in the score (see
-      `conditional_score.encoder_log_likelihood`).
     t_min: smallest time; defaults to `sde.eps`.
 
   Returns:
-    `dsm(encoder_params, prior_params, x0 [B, ...], z [B, K], t [B],
-    noise [B, ...]) -> [B]` in nats (per example, summed over dimensions).
+    `dsm(cond_params, prior_params, x0 [B, ...], z [B, K], t [B],
+    noise [B, ...]) -> [B]` in nats (per example, summed over dimensions); the
+    prior parameters pass through `stop_gradient`.
   """
   if weighting not in _WEIGHTINGS:
     raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {weighting!r}.")
   t_min = sde.eps if t_min is None else float(t_min)
   if not 0.0 <= t_min < sde.T:
     raise ValueError(f"t_min must be in [0, T={sde.T}), got {t_min}.")
-  score = conditional_score.make_conditional_score(
-      prior_score_apply, encoder_apply, include_log_var=include_log_var)
 
-  def dsm(encoder_params, prior_params, x0, z, t, noise):
+  def dsm(cond_params, prior_params, x0, z, t, noise):
     _checks.check_floating(x0, "x0")
     _checks.check_same_shape(x0, noise, "x0", "noise")
     _checks.check_rank(t, 1, "t [B]")
@@ -82,7 +78,7 @@ def make_latent_dsm(sde, prior_score_apply: Callable[..., Any],
     mean, std = sde.marginal(x0, t)
     std_b = _checks.broadcast_to_data(std, x0)
     x_t = mean + std_b * noise
-    s = score(prior_params, encoder_params, x_t, t, z)
+    s = score(prior_params, cond_params, x_t, t, z)
     if weighting == "sigma2":
       err = _checks.sum_except_batch(jnp.square(std_b * s + noise))
     else:
@@ -92,6 +88,28 @@ def make_latent_dsm(sde, prior_score_apply: Callable[..., Any],
     return 0.5 * (sde.T - t_min) * err
 
   return dsm
+
+
+def make_latent_dsm(sde, prior_score_apply: Callable[..., Any],
+                    encoder_apply: Callable[..., Any], *,
+                    weighting: str = "sigma2", include_log_var: bool = True,
+                    t_min: float | None = None):
+  """`make_score_dsm` of the ScoreVAE score s_theta + grad log q_phi.
+
+  Args:
+    sde, weighting, t_min: as in `make_score_dsm`.
+    prior_score_apply: `(prior_params, x, t) -> score`, frozen.
+    encoder_apply: `(encoder_params, x, t) -> (mean [B, K], log_var [B, K])`.
+    include_log_var: exact encoder density in the score (see
+      `conditional_score.encoder_log_likelihood`).
+
+  Returns:
+    `dsm(encoder_params, prior_params, x0 [B, ...], z [B, K], t [B],
+    noise [B, ...]) -> [B]` in nats (per example, summed over dimensions).
+  """
+  score = conditional_score.make_conditional_score(
+      prior_score_apply, encoder_apply, include_log_var=include_log_var)
+  return make_score_dsm(sde, score, weighting=weighting, t_min=t_min)
 
 
 def make_scorevae_terms(sde, prior_score_apply, encoder_apply, *,
@@ -161,5 +179,54 @@ def make_scorevae_loss(sde, prior_score_apply, encoder_apply, *,
     latent_noise = jax.random.normal(rng_z, (b, latent_dim), x0.dtype)
     terms = terms_fn(encoder_params, prior_params, x0, t, noise, latent_noise)
     return terms["loss"], terms
+
+  return loss_fn
+
+
+def make_scorevae_plus_loss(sde, score_plus: Callable[..., Any],
+                            encoder_apply: Callable[..., Any], *,
+                            latent_dim: int, weighting: str = "sigma2",
+                            t_min: float | None = None):
+  """ScoreVAE+ loss: the DSM of the corrected score, encoder and prior frozen.
+
+  .. math::
+
+    \\mathcal{L}(\\psi) = \\mathbb{E}\\, \\tfrac12 (T - \\epsilon)\\, w(t)
+    \\big\\| s_+(x_t, z, t) + \\epsilon / \\sigma_t \\big\\|^2,
+    \\quad z \\sim q_\\phi(z \\mid x_0, 0),
+
+  with `s_+` from `correction.make_corrected_score`. No KL term: the encoder,
+  hence the rate, is fixed.
+
+  Args:
+    sde, weighting, t_min: as in `make_score_dsm`.
+    score_plus: `score_plus(prior_params, (encoder_params, correction_params),
+      x_t, t, z)`.
+    encoder_apply: the (trained) ScoreVAE encoder, used at t = 0 to draw z.
+    latent_dim: K (checked at trace time).
+
+  Returns:
+    `loss_fn(correction_params, encoder_params, prior_params, rng, x0) -> [B]`
+    in nats; the encoder and prior parameters pass through `stop_gradient`.
+  """
+  dsm = make_score_dsm(sde, score_plus, weighting=weighting, t_min=t_min)
+  t_lo = sde.eps if t_min is None else float(t_min)
+
+  def loss_fn(correction_params, encoder_params, prior_params, rng, x0):
+    _checks.check_min_rank(x0, 2, "x0 [B, ...]")
+    encoder_params = jax.lax.stop_gradient(encoder_params)
+    b = x0.shape[0]
+    mean, log_var = encoder_apply(encoder_params, x0, jnp.zeros((b,)))
+    if mean.shape != (b, latent_dim):
+      raise ValueError(
+          f"encoder outputs latents of shape {mean.shape}, expected "
+          f"[B, latent_dim] = {(b, latent_dim)}; latent_dim mismatch.")
+    rng_t, rng_x, rng_z = jax.random.split(rng, 3)
+    t = jax.random.uniform(rng_t, (b,), minval=t_lo, maxval=sde.T)
+    noise = jax.random.normal(rng_x, x0.shape, x0.dtype)
+    z = encoder_lib.sample_latent(
+        mean, log_var, jax.random.normal(rng_z, mean.shape, x0.dtype))
+    return dsm((encoder_params, correction_params), prior_params, x0, z, t,
+               noise)
 
   return loss_fn
