@@ -80,21 +80,21 @@ def get_config(arg=None):
 
   c.encoder = ml_collections.ConfigDict()
   c.encoder.model = "mlp"         # 'mlp' or 'conv', shared by ScoreVAE and VAE
-  c.encoder.latent_dims = (1, 2, 4, 8)  # Gaussian VAE sweep
+  c.encoder.latent_dims = (1, 2, 4, 8, 16, 32)  # Gaussian VAE sweep
   c.encoder.hidden = (256, 256)
   c.encoder.ch = 32
   c.encoder.ch_mult = (1, 2)
   c.encoder.emb_dim = 64
 
   c.train = ml_collections.ConfigDict()   # shared by ScoreVAE and the VAE
-  c.train.steps = 1500
+  c.train.steps = 3000
   c.train.batch_size = 128
   c.train.lr = 1e-3
-  c.train.betas = (0.03, 0.1, 0.3)  # KL weights, swept for both models
-  c.train.scorevae_latent_dims = (8,)  # ScoreVAE runs (UNet prior: slow)
+  c.train.betas = (0.03, 0.1)    # KL weights, swept for both models
+  c.train.scorevae_latent_dims = (8, 32)  # ScoreVAE runs (UNet prior: slow)
   c.train.weighting = "likelihood"  # g^2: a bound in nats; 'sigma2': paper code
   c.train.include_log_var = True  # exact density; False = official code
-  c.train.plus_steps = 0          # > 0: also train ScoreVAE+ (a correction net)
+  c.train.plus_steps = 3000       # > 0: also train ScoreVAE+ (a correction net)
 
   c.correction = ml_collections.ConfigDict()   # ScoreVAE+ only
   c.correction.hidden = (256, 256)

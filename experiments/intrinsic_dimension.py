@@ -134,7 +134,7 @@ def run_dataset(name, d, cfg, workdir):
   score_fn = score_training.make_score_fn(
       model, state.ema_params, gamma_min=tc.gamma_min, gamma_max=tc.gamma_max,
       parameterization=tc.parameterization)
-  ge = cfg.estimator.gamma_eval
+  ge = cfg.estimator.gamma_eval if d.gamma_eval is None else d.gamma_eval
   alpha, sigma = intrinsic_dim.vp_kernel(ge)
   t0 = score_training.time_for_gamma(ge, gamma_min=tc.gamma_min, gamma_max=tc.gamma_max)
   est = intrinsic_dim.estimate_intrinsic_dim(
@@ -161,6 +161,7 @@ def run_dataset(name, d, cfg, workdir):
       "score_log_gap_mode": int(alt["log_gap"].dimension),
       "score_threshold_mode": int(alt["threshold"].dimension),
       **{k: float(v) for k, v in classical.items()},
+      "gamma_eval": float(ge),
       "final_loss_nats": float(losses[-1]), "train_steps": steps,
       "model": d.model, "seconds_train": round(t_train, 1),
       "seconds_estimate": round(t_est, 1),
