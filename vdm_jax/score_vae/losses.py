@@ -145,6 +145,23 @@ def make_scorevae_terms(sde, prior_score_apply, encoder_apply, *,
   return terms
 
 
+def _check_latent_shape(shape, batch: int, latent_dim: int):
+  if tuple(shape) != (batch, latent_dim):
+    raise ValueError(
+        f"encoder outputs latents of shape {tuple(shape)}, expected "
+        f"[B, latent_dim] = {(batch, latent_dim)}; latent_dim mismatch.")
+
+
+def _draw(rng, x0, latent_dim: int, t_lo: float, t_hi: float):
+  """Times t ~ U(t_lo, t_hi) [B], data noise [B, ...], latent noise [B, K]."""
+  rng_t, rng_x, rng_z = jax.random.split(rng, 3)
+  b = x0.shape[0]
+  t = jax.random.uniform(rng_t, (b,), minval=t_lo, maxval=t_hi)
+  noise = jax.random.normal(rng_x, x0.shape, x0.dtype)
+  latent_noise = jax.random.normal(rng_z, (b, latent_dim), x0.dtype)
+  return t, noise, latent_noise
+
+
 def make_scorevae_loss(sde, prior_score_apply, encoder_apply, *,
                        latent_dim: int, beta: float, weighting: str = "sigma2",
                        include_log_var: bool = True,
@@ -169,14 +186,8 @@ def make_scorevae_loss(sde, prior_score_apply, encoder_apply, *,
     _checks.check_min_rank(x0, 2, "x0 [B, ...]")
     b = x0.shape[0]
     out = jax.eval_shape(encoder_apply, encoder_params, x0, jnp.zeros((b,)))
-    if out[0].shape != (b, latent_dim):
-      raise ValueError(
-          f"encoder outputs latents of shape {out[0].shape}, expected "
-          f"[B, latent_dim] = {(b, latent_dim)}; latent_dim mismatch.")
-    rng_t, rng_x, rng_z = jax.random.split(rng, 3)
-    t = jax.random.uniform(rng_t, (b,), minval=t_lo, maxval=sde.T)
-    noise = jax.random.normal(rng_x, x0.shape, x0.dtype)
-    latent_noise = jax.random.normal(rng_z, (b, latent_dim), x0.dtype)
+    _check_latent_shape(out[0].shape, b, latent_dim)
+    t, noise, latent_noise = _draw(rng, x0, latent_dim, t_lo, sde.T)
     terms = terms_fn(encoder_params, prior_params, x0, t, noise, latent_noise)
     return terms["loss"], terms
 
@@ -217,15 +228,9 @@ def make_scorevae_plus_loss(sde, score_plus: Callable[..., Any],
     encoder_params = jax.lax.stop_gradient(encoder_params)
     b = x0.shape[0]
     mean, log_var = encoder_apply(encoder_params, x0, jnp.zeros((b,)))
-    if mean.shape != (b, latent_dim):
-      raise ValueError(
-          f"encoder outputs latents of shape {mean.shape}, expected "
-          f"[B, latent_dim] = {(b, latent_dim)}; latent_dim mismatch.")
-    rng_t, rng_x, rng_z = jax.random.split(rng, 3)
-    t = jax.random.uniform(rng_t, (b,), minval=t_lo, maxval=sde.T)
-    noise = jax.random.normal(rng_x, x0.shape, x0.dtype)
-    z = encoder_lib.sample_latent(
-        mean, log_var, jax.random.normal(rng_z, mean.shape, x0.dtype))
+    _check_latent_shape(mean.shape, b, latent_dim)
+    t, noise, latent_noise = _draw(rng, x0, latent_dim, t_lo, sde.T)
+    z = encoder_lib.sample_latent(mean, log_var, latent_noise)
     return dsm((encoder_params, correction_params), prior_params, x0, z, t,
                noise)
 
