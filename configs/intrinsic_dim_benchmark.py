@@ -113,10 +113,10 @@ def get_config(arg=None):
   c.datasets.squares10 = _dataset("squares", 10, num_steps=1500, **img)
   # 100 overlapping squares in 16x16 leave 82 of the 156 normal directions as
   # linear constraints between overlap cells (not local flatness), which the
-  # UNet learns slowly: at 4000 steps its spectrum has no gap at gamma -9 yet
-  # but is near k = 100 at gamma -7 (sigma / alpha = 0.03, still well below
-  # the thinnest tangential spread, 0.11). Hence the longer run and the
-  # per-set evaluation level.
+  # UNet learns slowly. Scratch run (results/intrinsic_dim_sq/scratch_*): at
+  # gamma -9 no gap up to 6000 steps; at gamma -7 (sigma / alpha = 0.03, well
+  # below the thinnest tangential spread, 0.11) k_hat = 205 / 170-199 / 107-117
+  # / 117-120 at 1000 / 1500 / 4000 / 6000 steps: not yet within +-1 of 100.
   c.datasets.squares100 = _dataset("squares", 100, num_steps=8000,
                                    gamma_eval=-7.0, **img)
   c.datasets.digits = _dataset("digits", -1, num_steps=2000)
