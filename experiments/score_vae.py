@@ -524,6 +524,21 @@ def scorevae_decoders(config, sde, prior_score_apply, encoder, data_shape,
   return out
 
 
+def decode_and_score(decoders, prior_params, cond_params, z, rng, args,
+                     to_pixels, batch_size, *, first_index=0):
+  """{name: (score_row, pixels)}: decodes z with each decoder and scores it.
+
+  Decoder number d draws its noise from `fold_in(rng, first_index + d)`.
+  """
+  out = {}
+  for d, (name, dec) in enumerate(decoders.items()):
+    rec = to_pixels(batched(
+        lambda zz, key, dec=dec: dec(prior_params, cond_params, zz, key), z,
+        batch_size, jax.random.fold_in(rng, first_index + d)))
+    out[name] = (score_row(rec, *args), rec)
+  return out
+
+
 def _brief(row):
   return ", ".join(f"{c} {row[c]:.3g}" for c in (
       "psnr_db", "hf_ratio", "frechet", "class_acc", "kl_nats") if c in row)
@@ -683,18 +698,20 @@ def run(config, workdir):
       kl = mean_kl(sv["encoder"], sv["params"], xte)
       z = batched(jax.jit(lambda x, sv=sv: score_vae.encode(
           sv["encoder"].apply, sv["params"], x)), xte, ec.batch_size)
+      dec_rng = jax.random.fold_in(r_dec, i * 100 + j)
+
+      def add_rows(decoded, k=k, beta=beta, tag=tag, kl=kl):
+        for name, (row, rec) in decoded.items():
+          rows[f"{name}, {tag}"] = dict(row, model=name, latent_dim=k, beta=beta,
+                                        kl_nats=kl)
+          print(f"{name}, {tag}: " + _brief(rows[f"{name}, {tag}"]), flush=True)
+          grid_rows[f"{name} {tag}"] = rec
+
       t0 = time.time()
-      for d, (name, dec) in enumerate(scorevae_decoders(
-          config, sde, prior_score_apply, sv["encoder"], data_shape).items()):
-        rec = batched(lambda zz, key, dec=dec: dec(prior_params, sv["params"],
-                                                   zz, key),
-                      z, ec.batch_size,
-                      jax.random.fold_in(jax.random.fold_in(r_dec, i * 100 + j), d))
-        rows[f"{name}, {tag}"] = dict(
-            score_row(to_pixels(rec), *args),
-            model=name, latent_dim=k, beta=beta, kl_nats=kl)
-        print(f"{name}, {tag}: " + _brief(rows[f"{name}, {tag}"]), flush=True)
-        grid_rows[f"{name} {tag}"] = to_pixels(rec)
+      add_rows(decode_and_score(
+          scorevae_decoders(config, sde, prior_score_apply, sv["encoder"],
+                            data_shape),
+          prior_params, sv["params"], z, dec_rng, args, to_pixels, ec.batch_size))
       extra[f"ScoreVAE, {tag}"] = {"final_loss": sv["loss"],
                                    "train_s": sv["train_s"],
                                    "decode_s": time.time() - t0}
@@ -703,20 +720,14 @@ def run(config, workdir):
       svp = train_scorevae_plus(config, sde, prior_score_apply, prior_params,
                                 xtr, sv, k, jax.random.fold_in(key, 2))
       t0 = time.time()
-      (name, dec), = scorevae_decoders(config, sde, prior_score_apply,
-                                       sv["encoder"], data_shape,
-                                       plus_score=svp["score"]).items()
-      rec = batched(lambda zz, key, dec=dec: dec(prior_params, svp["params"],
-                                                 zz, key),
-                    z, ec.batch_size,
-                    jax.random.fold_in(jax.random.fold_in(r_dec, i * 100 + j), 50))
-      rows[f"{name}, {tag}"] = dict(score_row(to_pixels(rec), *args), model=name,
-                                    latent_dim=k, beta=beta, kl_nats=kl)
-      print(f"{name}, {tag}: " + _brief(rows[f"{name}, {tag}"]), flush=True)
-      grid_rows[f"{name} {tag}"] = to_pixels(rec)
-      extra[f"{name}, {tag}"] = {"final_loss": svp["loss"],
-                                 "train_s": svp["train_s"],
-                                 "decode_s": time.time() - t0}
+      add_rows(decode_and_score(
+          scorevae_decoders(config, sde, prior_score_apply, sv["encoder"],
+                            data_shape, plus_score=svp["score"]),
+          prior_params, svp["params"], z, dec_rng, args, to_pixels,
+          ec.batch_size, first_index=50))
+      extra[f"ScoreVAE+, {tag}"] = {"final_loss": svp["loss"],
+                                    "train_s": svp["train_s"],
+                                    "decode_s": time.time() - t0}
 
   n = min(ec.n_grid, len(xte))
   names = list(grid_rows)
