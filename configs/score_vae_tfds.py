@@ -22,6 +22,9 @@ def get_config(arg="cifar10"):
   c.data.name = arg
   c.data.image_size = 32 if arg == "cifar10" else 64
   c.data.max_test = 1000
+  c.data.scaling = "unit"       # the prior is trained here ('dsm'), not a VDM
+  c.sde.t_min = 1e-3            # the paper's VP SDE, eps = 1e-3
+  c.prior.source = "dsm"
   c.prior.model = "unet"
   c.prior.ch = 128
   c.prior.n_blocks = 2
@@ -30,13 +33,17 @@ def get_config(arg="cifar10"):
   c.prior.lr = 2e-4
   c.prior.ema = 0.9999
   c.encoder.model = "conv"
-  c.encoder.latent_dim = 384 if arg == "cifar10" else 512
+  k = 384 if arg == "cifar10" else 512
+  c.encoder.latent_dims = (k,)
+  c.train.scorevae_latent_dims = (k,)
   c.encoder.ch = 64
   c.encoder.ch_mult = (1, 2, 2, 2)
   c.encoder.hidden = (1024,)
   c.train.steps = 200_000
   c.train.lr = 2e-4
   c.train.betas = (0.01,)
+  c.train.plus_steps = 0        # ScoreVAE+: e.g. 100_000 with a wider correction
+  c.correction.hidden = (1024, 1024)
   c.vae.hidden = (1024, 1024)
   c.eval.sde_steps = 1000
   c.eval.ode_steps = 128

@@ -68,3 +68,26 @@ def test_compare_reads_sharper_at_comparable_distortion():
   rows["vae_sharp_close"] = row("Gaussian VAE", 14.5, 0.97, 8.0, 6.0)
   (c,) = exp.compare(rows, 1.0)
   assert not c["sharper_than_all"] and not c["lower_frechet_than_all"]
+
+
+@pytest.mark.parametrize("arg", ["cifar10", "celeb_a"])
+def test_tfds_config_sets_only_known_fields(arg):
+  # A misspelt field (e.g. 'latent_dim' for 'latent_dims') would be added
+  # silently and ignored by the experiment: every key must exist in the base.
+  from configs import score_vae_tfds  # pylint: disable=g-import-not-at-top
+
+  def keys(cfg, prefix=""):
+    out = set()
+    for name, value in cfg.items():
+      out.add(prefix + name)
+      if hasattr(value, "items"):
+        out |= keys(value, prefix + name + ".")
+    return out
+
+  cfg = score_vae_tfds.get_config(arg)
+  assert keys(cfg) <= keys(_config()), sorted(keys(cfg) - keys(_config()))
+  k = 384 if arg == "cifar10" else 512
+  assert tuple(cfg.encoder.latent_dims) == (k,)
+  assert tuple(cfg.train.scorevae_latent_dims) == (k,)
+  # A tfds prior is trained here by DSM: unit scaling, not VDM bin centres.
+  assert cfg.prior.source == "dsm" and cfg.data.scaling == "unit"
