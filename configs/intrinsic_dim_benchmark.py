@@ -19,11 +19,11 @@ score estimate (mode over 6 anchors) 11 / 51 / 5 / 3 on the 10-sphere,
 50-sphere (R^100), 5-plane (R^20) and swiss roll (R^10), i.e. k or k + 1 like
 the paper's 11 and 51 (the curved normal direction is the last one a small
 model learns); MLE(m=20) / TwoNN give 29.3 / 35.1 on the 50-sphere (> 20% low);
-digits (D = 64): 46. Squares images (UNet, 16x16, 1500 steps, ~13 min each on
-the shared CPU; results/intrinsic_dim_sq): squares10 -> 10 (MLE(20) 7.7,
-TwoNN 8.3); squares100 -> no gap (255): the UNet is far from trained in 1500
-steps (loss 926 -> 546 nats), so this set needs the 'paper' config on an
-accelerator.
+digits (D = 64): 46. Squares images (UNet, 16x16; results/intrinsic_dim_sq):
+squares10 -> 10 at every anchor (1500 steps, 12 min; MLE(20) 7.7, TwoNN 8.3);
+squares100 -> 112 by the gap rule (anchors 100-112), 101 by the threshold rule
+(8000 steps at gamma_eval -7, 40 min; MLE(20) 19.9, TwoNN 24.5): the UNet is
+still learning (loss 414 nats, falling), see the comment at squares100.
 'paper' uses the paper's 32x32 squares (k = 10, 20, 100), 50 000-point
 training sets and longer training (hours on a CPU; use an accelerator).
 """
