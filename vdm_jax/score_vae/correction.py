@@ -13,8 +13,8 @@ trained encoder and the prior frozen and trains a correction network
   - h_\\psi(x_t, z, t) / \\sigma_t .
 
 `h_psi` is in eps units (like the prior's output) and its last layer starts at
-zero, so training starts exactly at ScoreVAE and only ever improves the DSM
-bound on `-log p(x_0 | z)` from there.
+zero, so training starts exactly at ScoreVAE's score and its DSM bound on
+`-log p(x_0 | z)`.
 
 The corrected score has the signature of `make_conditional_score` with the
 pair `(encoder_params, correction_params)` in the encoder slot, so every
