@@ -495,24 +495,21 @@ def train_scorevae_plus(config, sde, prior_score_apply, prior_params, xtr, sv,
           "train_s": time.time() - t0}
 
 
-def scorevae_decoders(config, sde, prior_score_apply, encoder, data_shape,
-                      plus_score=None):
-  """{name: jitted decode(prior_params, cond_params, z, rng)} for the eval config.
+def eval_decoder(config, sde, score, data_shape, method="sde", steps=None):
+  """Jitted decode(prior_params, cond_params, z, rng) of a conditional score."""
+  return jax.jit(score_vae.make_decoder(
+      sde, score, data_shape, n_steps=steps or config.eval.sde_steps,
+      method=method, t_min=config.sde.t_min, tweedie=config.eval.tweedie))
 
-  With `plus_score` (a ScoreVAE+ score), one reverse-SDE decoder of it.
-  """
+
+def scorevae_decoders(config, sde, prior_score_apply, encoder, data_shape):
+  """{name: jitted decode(prior_params, enc_params, z, rng)} for the eval config."""
   ec = config.eval
-  def score(guidance_scale):
-    return score_vae.make_conditional_score(
+  def decoder(method, steps, gamma=1.0):
+    score = score_vae.make_conditional_score(
         prior_score_apply, encoder.apply,
-        include_log_var=config.train.include_log_var,
-        guidance_scale=guidance_scale)
-  def decoder(method, steps, gamma=1.0, score_fn=None):
-    return jax.jit(score_vae.make_decoder(
-        sde, score_fn or score(gamma), data_shape, n_steps=steps, method=method,
-        t_min=config.sde.t_min, tweedie=ec.tweedie))
-  if plus_score is not None:
-    return {"ScoreVAE+": decoder("sde", ec.sde_steps, score_fn=plus_score)}
+        include_log_var=config.train.include_log_var, guidance_scale=gamma)
+    return eval_decoder(config, sde, score, data_shape, method, steps)
   out = {"ScoreVAE": decoder("sde", ec.sde_steps)}
   if ec.ode_steps:
     out["ScoreVAE (PF-ODE)"] = decoder("ode", ec.ode_steps)
@@ -721,8 +718,7 @@ def run(config, workdir):
                                 xtr, sv, k, jax.random.fold_in(key, 2))
       t0 = time.time()
       add_rows(decode_and_score(
-          scorevae_decoders(config, sde, prior_score_apply, sv["encoder"],
-                            data_shape, plus_score=svp["score"]),
+          {"ScoreVAE+": eval_decoder(config, sde, svp["score"], data_shape)},
           prior_params, svp["params"], z, dec_rng, args, to_pixels,
           ec.batch_size, first_index=50))
       extra[f"ScoreVAE+, {tag}"] = {"final_loss": svp["loss"],
