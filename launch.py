@@ -63,6 +63,10 @@ def main(argv):
     result = cli.run(FLAGS.mode, config, FLAGS.workdir, FLAGS.input, FLAGS.output)
   if jax.process_index() == 0:
     print("\n".join(f"{k}: {v}" for k, v in result.items()), flush=True)
+  if result.get("preempted"):
+    # Checkpointed and stopped by SIGTERM/SIGINT: not finished, rerun to resume.
+    from vdm_jax import training  # pylint: disable=g-import-not-at-top
+    sys.exit(training.EXIT_PREEMPTED)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,25 @@
-"""Training, evaluation and sampling of a VDM: pmap-parallel steps, EMA, orbax checkpoints.
+"""The VDM trainer: the VDM objective, evaluation in bits/dim and sampling, on the engine.
 
-Reads as a script (big_vision / flax examples): `train_and_evaluate(config,
-workdir)` builds the model and optimiser, restores the latest checkpoint if
-there is one, and runs a plain loop of a pmapped `train_step`. Everything that
-makes a run reproducible is a function of (config.seed, step): the batch
+`train_and_evaluate(config, workdir)` builds the data source (first, so an
+unprepared dataset fails before any model is built), the VDM and its
+optimiser, and hands a pure step to `vdm_jax.training.train`, which owns the
+loop: pmap over the local devices, EMA, metrics windows, orbax checkpoints,
+exact resume and SIGTERM handling. Everything that makes a run reproducible
+is a function of (config.seed, step): the batch
 (`vdm_jax.data.batch_indices`), the step's random draws (`fold_in(seed, step)`)
-and the EMA. A run killed and restarted therefore replays the same loss
-sequence as an uninterrupted one.
+and the EMA, so a run killed and restarted replays the same loss sequence.
 
-Parallelism: `pmap` over the local devices with one `pmean` of the gradients
-on the axis 'batch'. The random draws of a step (t, eps) are made for the
-*global* batch and sliced per device, so N devices compute the same loss and
-gradients as one device with the same global batch (up to the order of float
-sums). Only dropout masks are drawn per device.
+The random draws of a step (t, eps) are made for the *global* batch and sliced
+per device, so N devices compute the same loss and gradients as one device
+with the same global batch (up to the order of float sums). Only dropout masks
+are drawn per device.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
-import signal
-import time
-from typing import Any, NamedTuple
 
 from absl import logging
 import jax
@@ -36,18 +32,12 @@ from vdm_jax import images as images_lib
 from vdm_jax import losses
 from vdm_jax import sampling
 from vdm_jax import schedules
+from vdm_jax import training
 from vdm_jax import variance_minimization
 from vdm_jax.model import VDM
 from vdm_jax.models import UNet
 
-AXIS = "batch"
-
-
-class TrainState(NamedTuple):
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  ema_params: Any
+AXIS = training.AXIS
 
 
 # ----------------------------------------------------------------------------
@@ -77,28 +67,19 @@ def build_vdm(config) -> VDM:
              gamma_min=m.gamma_min, gamma_max=m.gamma_max)
 
 
-def _decay_mask(params, decay_schedule: bool):
-  def keep(path, _):
-    names = [getattr(k, "key", "") for k in path]
-    if names and names[0] == "schedule" and not decay_schedule:
-      return False
-    return names[-1] != "bias"
-  return jax.tree.map_with_path(keep, params)
-
-
 def build_optimizer(config) -> optax.GradientTransformation:
-  """AdamW with linear warm-up, global-norm clipping; biases not decayed."""
+  """AdamW with linear warm-up and global-norm clipping; biases (and, unless
+  `optimizer.decay_schedule_params`, the schedule) are not decayed."""
   o = config.optimizer
-  lr = optax.join_schedules(
-      [optax.linear_schedule(0.0, o.learning_rate, max(o.warmup_steps, 1)),
-       optax.constant_schedule(o.learning_rate)], [max(o.warmup_steps, 1)])
-  chain = []
-  if o.grad_clip:
-    chain.append(optax.clip_by_global_norm(o.grad_clip))
-  chain.append(optax.adamw(
-      lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
-      mask=functools.partial(_decay_mask, decay_schedule=o.decay_schedule_params)))
-  return optax.chain(*chain)
+  return training.make_optimizer(
+      learning_rate=o.learning_rate, warmup_steps=o.warmup_steps, b1=o.b1, b2=o.b2,
+      eps=o.eps, weight_decay=o.weight_decay, grad_clip=o.grad_clip,
+      decay_mask=training.mask_except(
+          top_level=() if o.decay_schedule_params else ("schedule",)))
+
+
+def build_ema(config) -> training.Ema:
+  return training.ema(config.training.ema_rate, warmup=config.training.ema_warmup)
 
 
 def _example_batch(config, batch_size):
@@ -108,55 +89,51 @@ def _example_batch(config, batch_size):
   return jnp.zeros(shape, jnp.int32), label
 
 
-def create_train_state(config, vdm: VDM, optimizer, rng) -> TrainState:
+def create_train_state(config, vdm: VDM, optimizer, rng) -> training.TrainState:
   x, label = _example_batch(config, 1)
-  params = vdm.init(rng, x, label)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=optimizer.init(params),
-                    ema_params=jax.tree.map(jnp.copy, params))
+  return training.init_state(vdm.init(rng, x, label), optimizer, build_ema(config))
 
 
 def replicate(tree):
   """Stacks one copy per local device (pmap splits the leading axis)."""
-  n = jax.local_device_count()
-  return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tree)
+  return training.replicate(tree, jax.local_device_count())
 
 
 # ----------------------------------------------------------------------------
 # Steps.
 # ----------------------------------------------------------------------------
-def train_step(state: TrainState, batch, base_rng, *, vdm: VDM, optimizer,
-               config, axis_name: str | None = None):
-  """One optimisation step; pure. Under pmap, pass `axis_name` to average grads.
+def make_train_step(*, vdm: VDM, optimizer, config, axis_name: str | None = None):
+  """The engine's step with the VDM objective (variance-minimising schedule gradient).
 
-  Returns:
-    (new state, metrics dict of scalars averaged over devices).
+  Returns ``step(state, batch, base_rng) -> (state, metrics)``; under pmap pass
+  `axis_name`. The step's draws (t, eps) are made for the global batch and
+  sliced per device (`variance_minimization.vlb_loss_and_grads`), so N devices
+  compute what one device computes on the same global batch.
   """
-  rng = jax.random.fold_in(base_rng, state.step)
-  shard = (jax.lax.axis_index(axis_name), jax.lax.psum(1, axis_name)) if axis_name else (0, 1)
-  label = batch["label"] if config.model.class_conditional else None
-  loss, metrics, grads = variance_minimization.vlb_loss_and_grads(
-      vdm, state.params, rng, batch["image"], train=True, label=label,
-      dtype=compute_dtype(config),
-      variance_minimization=config.training.variance_minimization,
-      shard=shard)
-  if axis_name:
-    grads = jax.lax.pmean(grads, axis_name)
-    metrics = jax.lax.pmean(metrics, axis_name)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  rate = config.training.ema_rate
-  ema = jax.tree.map(lambda e, p: e + (1.0 - rate) * (p - e), state.ema_params, params)
-  gamma_fn = vdm.gamma_fn(params)
-  metrics.update(
-      loss=loss if not axis_name else jax.lax.pmean(loss, axis_name),
-      grad_norm=optax.tree.norm(grads),
-      param_norm=optax.tree.norm(params),
-      gamma_0=gamma_fn(jnp.zeros((), jnp.float32)),
-      gamma_1=gamma_fn(jnp.ones((), jnp.float32)))
-  metrics["finite"] = (jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
-                       & jnp.isfinite(metrics["param_norm"]))
-  return TrainState(state.step + 1, params, opt_state, ema), metrics
+  dtype = compute_dtype(config)
+
+  def grad_fn(params, batch, rng, shard):
+    label = batch["label"] if config.model.class_conditional else None
+    loss, metrics, grads = variance_minimization.vlb_loss_and_grads(
+        vdm, params, rng, batch["image"], train=True, label=label, dtype=dtype,
+        variance_minimization=config.training.variance_minimization,
+        shard=tuple(shard))
+    return loss, metrics, grads
+
+  def schedule_ends(params):
+    gamma_fn = vdm.gamma_fn(params)
+    return {"gamma_0": gamma_fn(jnp.zeros((), jnp.float32)),
+            "gamma_1": gamma_fn(jnp.ones((), jnp.float32))}
+
+  return training.make_step(grad_fn, optimizer, build_ema(config),
+                            axis_name=axis_name, metrics_fn=schedule_ends)
+
+
+def train_step(state: training.TrainState, batch, base_rng, *, vdm: VDM, optimizer,
+               config, axis_name: str | None = None):
+  """One optimisation step, `make_train_step(...)(state, batch, base_rng)`; pure."""
+  return make_train_step(vdm=vdm, optimizer=optimizer, config=config,
+                         axis_name=axis_name)(state, batch, base_rng)
 
 
 def eval_step(params, batch, rng, *, vdm: VDM, config, axis_name=AXIS):
@@ -174,9 +151,10 @@ def eval_step(params, batch, rng, *, vdm: VDM, config, axis_name=AXIS):
           jax.lax.psum(jnp.sum(mask), axis_name))
 
 
-def evaluate(config, vdm: VDM, params_replicated, p_eval_step, rng) -> float:
+def evaluate(config, vdm: VDM, params_replicated, p_eval_step, rng, *,
+             source=None) -> float:
   """Test bits/dim with `params_replicated` over the whole split (or max_batches)."""
-  source = data_lib.make_source(config, "test")
+  source = source if source is not None else data_lib.make_source(config, "test")
   batches = data_lib.eval_batches(
       source, global_batch=config.eval.batch_size,
       process_index=jax.process_index(), process_count=jax.process_count(),
@@ -210,202 +188,112 @@ def generate_samples(config, vdm: VDM, params, rng, num_samples=None):
 
 
 # ----------------------------------------------------------------------------
-# Checkpoints (orbax).
+# Config checks, checkpoints.
 # ----------------------------------------------------------------------------
-def checkpoint_manager(workdir, config):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.training.keep_checkpoints, create=True)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                               options=options)
-
-
-def save_checkpoint(manager, state_replicated):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  # Orbax cannot save host-local pmap arrays: take replica 0 as host numpy.
-  state = jax.device_get(jax.tree.map(lambda x: x[0], state_replicated))
-  manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
-  manager.wait_until_finished()
-
-
-def restore_checkpoint(manager, template: TrainState, step=None) -> TrainState | None:
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    return None
-  target = jax.tree.map(np.asarray, template)
-  restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-  return jax.tree.map(jnp.asarray, TrainState(*restored))
+def validate_config(config) -> None:
+  """Rejects values that cannot train, before any data is read or model built."""
+  tr = config.training
+  for name in ("batch_size", "num_train_steps", "log_every", "save_every",
+               "keep_checkpoints"):
+    training.check_positive_int(tr[name], f"config.training.{name}")
+  training.check_positive_int(config.eval.batch_size, "config.eval.batch_size")
+  training.check_positive_int(config.eval.num_t_draws, "config.eval.num_t_draws")
+  training.check_positive_int(config.sampling.num_samples, "config.sampling.num_samples")
+  training.check_positive_int(config.sampling.num_steps, "config.sampling.num_steps")
+  if config.eval.every_steps < 0:
+    raise ValueError(f"config.eval.every_steps must be >= 0 (0: only at the end), "
+                     f"got {config.eval.every_steps}.")
+  if not config.optimizer.learning_rate > 0:
+    raise ValueError(f"config.optimizer.learning_rate must be > 0, got "
+                     f"{config.optimizer.learning_rate}.")
+  if not 0.0 <= tr.ema_rate < 1.0:
+    raise ValueError(f"config.training.ema_rate must lie in [0, 1), got {tr.ema_rate}.")
+  compute_dtype(config)
 
 
 def load_params(config, workdir, *, ema: bool = True):
   """EMA (or raw) parameters of the latest checkpoint in `workdir`, for other tools."""
   vdm = build_vdm(config)
   template = create_train_state(config, vdm, build_optimizer(config), jax.random.key(0))
-  state = restore_checkpoint(checkpoint_manager(workdir, config), template)
+  manager = training.Checkpointer(workdir, keep=config.training.keep_checkpoints)
+  try:
+    state = manager.restore(template)
+  finally:
+    manager.close()
   if state is None:
     raise FileNotFoundError(
         f"No checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
         f"(--mode=train).")
-  return vdm, (state.ema_params if ema else state.params), int(state.step)
+  state = jax.tree.map(jnp.asarray, state)
+  return vdm, (state.ema.params if ema else state.params), int(state.step)
 
 
 # ----------------------------------------------------------------------------
-# The loop.
+# The run.
 # ----------------------------------------------------------------------------
-class _StopRequest:
-  """Turns SIGTERM/SIGINT (preemption, Ctrl-C) into a checkpoint-and-exit at the next step."""
-
-  def __init__(self):
-    self.requested, self.signum = False, None
-    self._previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread: leave signals alone.
-        pass
-
-  def _handle(self, signum, frame):
-    del frame
-    self.requested, self.signum = True, signum
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-
-class _MetricsWriter:
-  """absl logging + a JSONL file in the workdir (process 0 only)."""
-
-  def __init__(self, workdir):
-    self._path = os.path.join(workdir, "metrics.jsonl")
-    self._active = jax.process_index() == 0
-
-  def write(self, step, metrics, prefix=""):
-    record = {"step": int(step), **{prefix + k: float(v) for k, v in metrics.items()}}
-    logging.info("step %d: %s", step, ", ".join(
-        f"{k}={v:.5g}" for k, v in record.items() if k != "step"))
-    if self._active:
-      with open(self._path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _progress(total, initial):
-  if jax.process_index() != 0:
-    return None
-  try:
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  return tqdm(total=total, initial=initial, desc="train", unit="step",
-              dynamic_ncols=True, leave=False)
-
-
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (resuming from `workdir` if possible), evaluates and samples.
 
   Returns:
-    dict with the final step, train metrics of the last window, and
-    'test_bpd' / 'samples_png' when evaluation / sampling ran.
+    dict with the final step, train metrics of the last window, 'preempted'
+    when a signal stopped the run, and 'test_bpd' / 'samples_png' when
+    evaluation / sampling ran.
   """
-  os.makedirs(workdir, exist_ok=True)
+  validate_config(config)
+  # The data first: an unprepared dataset fails before the model is built.
+  source = data_lib.make_source(config, "train")
+  test_source = (data_lib.make_source(config, "test")
+                 if config.eval.at_end or config.eval.every_steps else None)
+  data_lib.check_images(source.get(np.arange(1))[0], config.data.image_shape,
+                        config.data.vocab_size, "train data")
   devices = jax.local_device_count()
   data_lib.check_divisible(config.training.batch_size, jax.device_count())
   data_lib.check_divisible(config.eval.batch_size, jax.device_count(), "eval.batch_size")
+
   vdm = build_vdm(config)
   optimizer = build_optimizer(config)
   base_rng = jax.random.key(config.seed)
   init_rng, train_rng, eval_rng, sample_rng = jax.random.split(base_rng, 4)
-
   state = create_train_state(config, vdm, optimizer, init_rng)
-  manager = checkpoint_manager(workdir, config)
-  restored = restore_checkpoint(manager, state)
-  if restored is not None:
-    state = restored
-    logging.info("Resumed from checkpoint at step %d.", int(state.step))
-  start_step = int(state.step)
   n_params = sum(x.size for x in jax.tree.leaves(state.params["network"]))
   logging.info("VDM: %d network parameters, %d local devices, global batch %d.",
                n_params, devices, config.training.batch_size)
 
-  p_train_step = jax.pmap(
-      functools.partial(train_step, vdm=vdm, optimizer=optimizer, config=config,
-                        axis_name=AXIS),
-      axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
-  p_eval_step = jax.pmap(
-      functools.partial(eval_step, vdm=vdm, config=config), axis_name=AXIS)
-  state = replicate(state)
+  p_eval_step = jax.pmap(functools.partial(eval_step, vdm=vdm, config=config),
+                         axis_name=AXIS)
 
-  source = data_lib.make_source(config, "train")
-  first = source.get(np.arange(1))[0]
-  data_lib.check_images(first, config.data.image_shape, config.data.vocab_size,
-                        "train data")
-  batches = data_lib.train_batches(
-      source, global_batch=config.training.batch_size, start_step=start_step,
-      seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count(), local_devices=devices)
+  def test_bpd(state, step):
+    del step
+    return {"test_bpd": evaluate(config, vdm, replicate(state.ema.params),
+                                 p_eval_step, eval_rng, source=test_source)}
 
-  writer = _MetricsWriter(workdir)
-  progress = _progress(config.training.num_train_steps, start_step)
-  window, last_checked, t0 = [], start_step, time.time()
-  result = {"step": start_step}
-  step, stopping = start_step, False
-  with _StopRequest() as stop:
-    while step < config.training.num_train_steps:
-      batch = next(batches)
-      state, metrics = p_train_step(state, batch, train_rng)
-      window.append(metrics)
-      step += 1
-      if progress is not None:
-        progress.update(1)
-      stopping = stop.requested  # read once: a signal may land mid-iteration.
-      last = step == config.training.num_train_steps or stopping
-      log_now = step % config.training.log_every == 0 or last
-      save_now = step % config.training.save_every == 0 or last
-      if log_now or save_now:
-        host = jax.device_get([jax.tree.map(lambda x: x[0], m) for m in window])
-        bad = [last_checked + i + 1 for i, m in enumerate(host) if not m["finite"]]
-        if bad:
-          raise RuntimeError(
-              f"Non-finite loss, gradient or parameters at step {bad[0]} (window "
-              f"steps {last_checked + 1}-{step}); training stopped. The last good "
-              f"checkpoint is step {manager.latest_step()} in {workdir}. Lower "
-              f"config.optimizer.learning_rate or enable grad_clip.")
-        mean = {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "finite"}
-        mean["steps_per_sec"] = len(host) / (time.time() - t0)
-        writer.write(step, mean)
-        if progress is not None:
-          progress.set_postfix(bpd=f"{mean['bpd']:.3f}")
-        result = {"step": step, **mean}
-        window, last_checked, t0 = [], step, time.time()
-        if save_now:
-          save_checkpoint(manager, state)
-      if config.eval.every_steps and step % config.eval.every_steps == 0:
-        bpd = evaluate(config, vdm, state.ema_params, p_eval_step, eval_rng)
-        writer.write(step, {"test_bpd": bpd}, prefix="eval_")
-      if stopping:
-        logging.warning("Stop requested (signal %s) at step %d: checkpoint saved, "
-                        "exiting; rerun the same command to resume.", stop.signum, step)
-        break
-  if progress is not None:
-    progress.close()
-  if stopping:
-    manager.close()
+  def batches(start_step):
+    return data_lib.train_batches(
+        source, global_batch=config.training.batch_size, start_step=start_step,
+        seed=config.seed, process_index=jax.process_index(),
+        process_count=jax.process_count(), local_devices=devices)
+
+  run = training.train(
+      make_train_step(vdm=vdm, optimizer=optimizer, config=config, axis_name=AXIS),
+      state, batches=batches, base_rng=train_rng,
+      num_steps=config.training.num_train_steps, log_every=config.training.log_every,
+      workdir=workdir, save_every=config.training.save_every,
+      keep_checkpoints=config.training.keep_checkpoints,
+      eval_fn=test_bpd if config.eval.every_steps else None,
+      eval_every=config.eval.every_steps, name="vdm", postfix="bpd")
+  result = {"step": run.step, **run.metrics}
+  if run.preempted:
+    result["preempted"] = True
     return result
-
+  writer = training.metrics_log.MetricsWriter(workdir, active=jax.process_index() == 0)
   if config.eval.at_end:
-    result["test_bpd"] = evaluate(config, vdm, state.ema_params, p_eval_step, eval_rng)
-    writer.write(step, {"test_bpd": result["test_bpd"]}, prefix="eval_")
+    result["test_bpd"] = test_bpd(run.state, run.step)["test_bpd"]
+    writer.write(run.step, {"test_bpd": result["test_bpd"]}, prefix="eval_")
   if config.sampling.at_end and jax.process_index() == 0:
-    ema = jax.tree.map(lambda x: x[0], state.ema_params)
-    samples = generate_samples(config, vdm, ema, sample_rng)
+    samples = generate_samples(config, vdm, run.state.ema.params, sample_rng)
     result["samples_png"] = images_lib.save_grid(
-        samples, os.path.join(workdir, f"samples_step{step}.png"),
+        samples, os.path.join(workdir, f"samples_step{run.step}.png"),
         vocab_size=config.data.vocab_size)
-  manager.close()
   return result
 
 
@@ -417,7 +305,8 @@ def run_eval(config, workdir: str) -> float:
   params = replicate(params)
   bpd = evaluate(config, vdm, params, p_eval_step,
                  jax.random.split(jax.random.key(config.seed), 4)[2])
-  _MetricsWriter(workdir).write(step, {"test_bpd": bpd}, prefix="eval_")
+  training.metrics_log.MetricsWriter(workdir, active=jax.process_index() == 0).write(
+      step, {"test_bpd": bpd}, prefix="eval_")
   return bpd
 
 
