@@ -126,9 +126,7 @@ def run_dataset(name, d, cfg, workdir):
       batch_size=d.batch_size, learning_rate=d.learning_rate,
       warmup_steps=tc.warmup_steps, ema_decay=tc.ema_decay,
       gamma_min=tc.gamma_min, gamma_max=tc.gamma_max,
-      parameterization=tc.parameterization, steps_per_call=tc.steps_per_call,
-      log_fn=lambda step, loss: print(f"[{name}] step {step}: loss {loss:.2f} nats "
-                                      f"({time.time() - t_start:.0f} s)", flush=True))
+      parameterization=tc.parameterization, steps_per_call=tc.steps_per_call)
   t_train = time.time() - t_start
 
   score_fn = score_training.make_score_fn(

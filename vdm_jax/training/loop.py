@@ -214,7 +214,9 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
     stream = None
   else:
     stream = batches(start)
-  state = replicate(state, n)
+  # Place the replicas as pmap outputs are placed: a host array here would
+  # make the second call (fed the first call's output) compile the step again.
+  state = jax.pmap(lambda s: s, devices=devices)(replicate(state, n))
 
   def log(step, metrics, prefix=""):
     if writer is not None:
