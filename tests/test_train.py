@@ -149,3 +149,52 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
   assert 2 <= step < 100_000
   assert sorted(os.listdir(tmp_path / "checkpoints")) == [str(step)]
   assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"training.keep_checkpoints": 0}, "config.training.keep_checkpoints must be an integer >= 1, got 0"),
+    ({"training.batch_size": -8}, "config.training.batch_size must be an integer >= 1, got -8"),
+    ({"training.save_every": 0}, "config.training.save_every must be an integer >= 1, got 0"),
+    ({"training.log_every": 0}, "config.training.log_every must be an integer >= 1, got 0"),
+    ({"training.num_train_steps": -5}, "config.training.num_train_steps must be an integer >= 1, got -5"),
+    ({"optimizer.learning_rate": -1.0}, "config.optimizer.learning_rate must be > 0, got -1.0"),
+])
+def test_bad_values_are_rejected_before_the_model_is_built(tmp_path, monkeypatch, override,
+                                                           message):
+  def no_model(config):
+    raise AssertionError("the model was built before the config was checked")
+  monkeypatch.setattr(train, "build_vdm", no_model)
+  workdir = tmp_path / "run"
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(_config(**override), str(workdir))
+  assert not workdir.exists()
+
+
+def test_unprepared_tfds_dataset_fails_before_the_model_is_built(tmp_path, monkeypatch):
+  def no_model(config):
+    raise AssertionError("the model was built before the data was found")
+  monkeypatch.setattr(train, "build_vdm", no_model)
+  config = _config(**{"data.name": "tfds", "data.tfds_name": "mnist",
+                      "data.data_dir": str(tmp_path / "tfds")})
+  with pytest.raises(FileNotFoundError, match="'mnist' is not prepared"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_exit_status_tells_preempted_from_finished(tmp_path):
+  import signal
+  import time
+  from vdm_jax import training
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "launch.py"),
+       f"--config={os.path.join(ROOT, 'configs/vdm_tiny.py')}", f"--workdir={tmp_path}",
+       "--config.training.num_train_steps=100000", "--config.training.save_every=1000"],
+      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  metrics, deadline = tmp_path / "metrics.jsonl", time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=120) == training.EXIT_PREEMPTED == 75
+  assert len(os.listdir(tmp_path / "checkpoints")) == 1
