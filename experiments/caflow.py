@@ -128,8 +128,7 @@ def run(cfg, workdir):
       batch_size=cfg.train.batch_size, lr=cfg.train.lr,
       warmup=cfg.train.warmup, grad_clip=cfg.train.grad_clip,
       ema=cfg.train.ema, log_every=cfg.train.log_every,
-      rng=jax.random.fold_in(rng, 200), eval_fn=eval_fn,
-      callback=lambda s, l: logging.info("caflow step %d loss %.4f", s, l))
+      rng=jax.random.fold_in(rng, 200), eval_fn=eval_fn)
   train_s = time.time() - t0
   best_step = cfg.train.steps
   if val_log:

@@ -188,7 +188,7 @@ def train(proc, nets, x_train, *, seconds, batch, lr, ema, seed, clock="wall"):
       losses.append(float(val))
     i += 1
   jax.block_until_ready([s.params for s in states])
-  return (tuple(s.ema_params for s in states), i, now() - t0, losses,
+  return (tuple(s.ema.params for s in states), i, now() - t0, losses,
           time.perf_counter() - wall0)
 
 

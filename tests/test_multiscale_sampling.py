@@ -218,7 +218,7 @@ def test_stage_train_step_updates_params_and_ema():
   new, loss = step(state, jax.random.key(2), x)
   again, loss2 = step(state, jax.random.key(2), x)
   assert int(new.step) == 1 and float(loss) == float(loss2)
-  for a, e, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(new.ema_params),
+  for a, e, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(new.ema.params),
                      jax.tree.leaves(new.params)):
     np.testing.assert_allclose(e, 0.5 * a + 0.5 * b, rtol=1e-5, atol=1e-7)
   assert any(float(jnp.abs(a - b).max()) > 0 for a, b in

@@ -289,3 +289,45 @@ def test_kill_9_then_rerun_gives_valid_jsonl_and_the_same_losses(tmp_path):
   records = [json.loads(line) for line in lines]  # strict: every line parses.
   steps = [r["step"] for r in records if "loss" in r]
   assert steps == list(range(1, 401))
+
+
+def _streamed_step():
+  loss_fn = score_training.make_loss_fn(MODEL, gamma_min=-8.0, gamma_max=-2.0)
+  opt = training.make_optimizer(learning_rate=1e-2, warmup_steps=2)
+  ema = training.ema(0.9)
+  params = MODEL.init(jax.random.key(1), X[:1], jnp.zeros((1,)))["params"]
+  step = training.make_step(training.value_and_grad(
+      lambda p, batch, key, shard: (loss_fn(p, key, batch["x"], shard), {})),
+      opt, ema, axis_name=training.AXIS)
+  return step, training.init_state(params, opt, ema)
+
+
+def _stream(start):
+  step = start
+  while True:  # batch k is a function of k alone.
+    idx = np.random.default_rng(step).integers(0, 32, 8)
+    yield {"x": np.asarray(X)[idx][None]}
+    step += 1
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_steps_per_call_gives_the_losses_of_single_calls(resident):
+  if resident:
+    step, state = _score_step()
+    batches = training.Resident((X,))
+  else:
+    step, state = _streamed_step()
+    batches = _stream
+  run = lambda k: training.train(step, state, batches=batches, base_rng=jax.random.key(2),
+                                 num_steps=12, log_every=6, num_devices=1,
+                                 progress=False, steps_per_call=k)
+  one, four = run(1), run(3)
+  assert [s for s, _ in one.history] == [s for s, _ in four.history] == [6, 12]
+  for (_, a), (_, b) in zip(one.history, four.history):
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+  assert int(four.state.step) == 12
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               four.state.params, one.state.params)
+  with pytest.raises(ValueError, match="log_every=6 must be a multiple of steps_per_call=4"):
+    training.train(step, state, batches=batches, base_rng=jax.random.key(2),
+                   num_steps=12, log_every=6, steps_per_call=4, progress=False)

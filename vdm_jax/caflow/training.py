@@ -38,8 +38,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from vdm_jax import training
 from vdm_jax.flows import multiscale
 from vdm_jax.flows import training as flow_training
 
@@ -147,16 +147,16 @@ def init_params(model, rng, x, y, *, num_bins: int | None = None):
 
 def fit(loss_fn, params, x, y, *, steps: int, batch_size: int, lr: float,
         rng, warmup: int = 100, grad_clip: float = 1.0, ema: float = 0.0,
-        log_every: int = 100, callback: Callable | None = None,
-        eval_fn: Callable | None = None):
+        log_every: int = 100, eval_fn: Callable | None = None,
+        workdir: str | None = None):
   """Adam (with warm-up and clipping) on the mean of ``loss_fn(...)['loss']``.
 
-  A Python loop of jitted steps over minibatches drawn with replacement from
-  ``(x, y)``; ``rng = fold_in(rng, step)`` so a rerun replays the same stream.
-  With ``eval_fn`` (e.g. bits/dim on held-out pairs), the parameters are
-  scored at every window end and the best ones are returned (early stopping:
-  flows with ~0.5M parameters memorise 1,500 digits within a few thousand
-  steps, so held-out likelihood peaks before the training loss does).
+  Runs on the engine (`vdm_jax.training`): jitted steps over minibatches drawn
+  with replacement from ``(x, y)`` with ``rng = fold_in(rng, step)``, so a
+  rerun replays the same stream. With ``eval_fn`` (e.g. bits/dim on held-out
+  pairs), the parameters are scored every `log_every` steps and the best ones
+  are returned (flows with ~0.5M parameters memorise 1,500 digits within a few
+  thousand steps, so held-out likelihood peaks before the training loss does).
 
   Args:
     loss_fn: from `make_loss_fn`.
@@ -166,10 +166,10 @@ def fit(loss_fn, params, x, y, *, steps: int, batch_size: int, lr: float,
     steps, batch_size, lr, warmup, grad_clip: optimiser settings.
     rng: PRNG key.
     ema: EMA decay of the returned parameters (0: the last iterate).
-    log_every: window of the recorded mean losses.
-    callback: called as ``callback(step, mean_loss)`` at each window end.
-    eval_fn: ``eval_fn(params) -> float``, lower is better; called at each
-      window end on the returned kind of parameters (EMA if ``ema``).
+    log_every: window of the recorded mean losses (and of evaluations).
+    eval_fn: ``eval_fn(params) -> float``, lower is better; called every
+      `log_every` steps on the returned kind of parameters (EMA if ``ema``).
+    workdir: optional folder for checkpoints and metrics (resumable).
 
   Returns:
     ``(params, losses)``, ``losses`` the list of window-mean losses (nats/dim);
@@ -186,45 +186,33 @@ def fit(loss_fn, params, x, y, *, steps: int, batch_size: int, lr: float,
     raise ValueError(
         f"x and y must hold the same number of pairs, got {x.shape[0]} and "
         f"{y.shape[0]}.")
-  schedule = optax.linear_schedule(0.0, lr, max(warmup, 1))
-  opt = optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(schedule))
-  state = {"params": params, "opt": opt.init(params), "ema": params}
+  opt = training.make_optimizer(learning_rate=lr, warmup_steps=warmup,
+                                grad_clip=grad_clip)
+  average = training.ema(ema, warmup=False)
   n = x.shape[0]
 
-  @jax.jit
-  def step(state, x_all, y_all, key):
+  def batch_loss(params, data, key, shard):
+    del shard  # one device.
+    x_all, y_all = data
     k_idx, k_loss = jax.random.split(key)
     idx = jax.random.randint(k_idx, (batch_size,), 0, n)
-    loss, grads = jax.value_and_grad(
-        lambda p: jnp.mean(loss_fn(p, k_loss, x_all[idx], y_all[idx])["loss"]))(
-            state["params"])
-    updates, opt_state = opt.update(grads, state["opt"], state["params"])
-    new = optax.apply_updates(state["params"], updates)
-    avg = jax.tree.map(lambda e, p: ema * e + (1.0 - ema) * p, state["ema"], new)
-    return {"params": new, "opt": opt_state, "ema": avg}, loss
+    return loss_fn(params, k_loss, x_all[idx], y_all[idx])["loss"], {}
 
-  x_all, y_all = jnp.asarray(x), jnp.asarray(y)
-  losses, window, best = [], [], None
-  for i in range(steps):
-    state, loss = step(state, x_all, y_all, jax.random.fold_in(rng, i))
-    window.append(loss)
-    if (i + 1) % log_every == 0 or i + 1 == steps:
-      mean = float(np.mean(jax.device_get(window)))
-      if not np.isfinite(mean):
-        raise RuntimeError(
-            f"CAFLOW: non-finite loss in steps {i + 2 - len(window)}..{i + 1}.")
-      losses.append(mean)
-      if callback is not None:
-        callback(i + 1, mean)
-      window = []
-      if eval_fn is not None:
-        current = state["ema"] if ema else state["params"]
-        score = float(eval_fn(current))
-        if best is None or score < best[0]:
-          best = (score, jax.tree.map(jnp.copy, current))
-  if best is not None:
-    return best[1], losses
-  return (state["ema"] if ema else state["params"]), losses
+  returned = lambda state: state.ema.params if ema else state.params
+  step = training.make_step(training.value_and_grad(batch_loss), opt, average,
+                            axis_name=training.AXIS)
+  run = training.train(
+      step, training.init_state(params, opt, average),
+      batches=training.Resident((jnp.asarray(x), jnp.asarray(y))), base_rng=rng,
+      num_steps=steps, log_every=log_every, workdir=workdir, num_devices=1,
+      eval_fn=(lambda state, _: {"score": eval_fn(returned(state))}) if eval_fn else None,
+      eval_every=log_every if eval_fn else 0,
+      early_stopping=training.EarlyStopping("score", patience=None) if eval_fn else None,
+      name="caflow")
+  losses = [m["loss"] for _, m in run.history]
+  if run.best_state is not None:
+    return jax.tree.map(jnp.asarray, returned(run.best_state)), losses
+  return returned(run.state), losses
 
 
 def conditional_bits_per_dim(model, params, rng, x_int, y, *, num_bins: int,

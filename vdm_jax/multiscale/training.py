@@ -3,7 +3,7 @@
 The paper updates one stage network per iteration, cycling through the stages
 (iteration i trains stage ``i mod S`` on ``t ~ U(t_lo, t_hi)`` of that stage),
 each net with its own Adam state. This module gives the pure pieces: a
-per-stage `StageState` and a jittable ``step(state, rng, x) -> (state, loss)``
+per-stage `StageState` (the engine's `TrainState`) and a jittable ``step(state, rng, x) -> (state, loss)``
 built from a stage loss (`vdm_jax.multiscale.losses.make_stage_loss_fn`).
 
 References:
@@ -13,41 +13,31 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import optax
 
+from vdm_jax import training
 
-class StageState(NamedTuple):
-  """Training state of one stage network.
-
-  Attributes:
-    step: number of updates applied to this stage.
-    params: current parameters.
-    ema_params: exponential moving average of the parameters (for sampling).
-    opt_state: optax state.
-  """
-  step: jax.Array
-  params: object
-  ema_params: object
-  opt_state: object
+# One stage's state is the engine's: step, params, opt_state, ema (`EmaState`).
+StageState = training.TrainState
 
 
 def init_stage_state(params, optimizer: optax.GradientTransformation) -> StageState:
-  """Fresh `StageState` with EMA equal to the initial parameters."""
-  return StageState(jax.numpy.zeros((), jax.numpy.int32), params, params,
-                    optimizer.init(params))
+  """Fresh `StageState` (the engine's `TrainState`) with EMA equal to the params."""
+  return training.init_state(params, optimizer, training.ema(0.0, warmup=False))
 
 
 def make_stage_step(loss_fn, optimizer: optax.GradientTransformation, *,
                     ema_rate: float = 0.999):
   """Builds ``step(state, rng, x) -> (state, mean_loss)`` for one stage.
 
+  The engine's pure step (`vdm_jax.training.make_step`) with a plain EMA
+  (no warm-up), so a stage trains exactly as the engine trains any method.
+
   Args:
     loss_fn: ``loss_fn(params, rng, x) -> [B]`` per-example stage loss.
     optimizer: optax transformation.
-    ema_rate: EMA decay of `ema_params`.
+    ema_rate: EMA decay of ``state.ema.params``.
 
   Returns:
     the pure step; the rng is folded with the stage step count, so a resumed
@@ -55,17 +45,20 @@ def make_stage_step(loss_fn, optimizer: optax.GradientTransformation, *,
   """
   if not 0.0 <= ema_rate < 1.0:
     raise ValueError(f"ema_rate must be in [0, 1), got {ema_rate}.")
+  ema = training.ema(ema_rate, warmup=False)
+
+  def stage_loss(params, x, rng, shard):
+    del shard
+    loss = loss_fn(params, rng, x)
+    if getattr(loss, "ndim", 0) != 1:
+      raise TypeError(f"loss_fn must return a [B] array, got shape "
+                      f"{getattr(loss, 'shape', None)}.")
+    return loss, {}
+
+  engine_step = training.make_step(training.value_and_grad(stage_loss), optimizer, ema)
 
   def step(state: StageState, rng, x):
-    rng = jax.random.fold_in(rng, state.step)
-    loss, grads = jax.value_and_grad(
-        lambda p: loss_fn(p, rng, x).mean())(state.params)
-    if not hasattr(loss, "shape"):
-      raise TypeError("loss_fn must return a [B] array.")
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = jax.tree.map(lambda e, p: ema_rate * e + (1.0 - ema_rate) * p,
-                       state.ema_params, params)
-    return StageState(state.step + 1, params, ema, opt_state), loss
+    state, metrics = engine_step(state, x, rng)
+    return state, metrics["loss"]
 
   return step

@@ -51,9 +51,10 @@ class EarlyStopping(NamedTuple):
   """Stop when eval metric `metric` has not improved for `patience` evaluations.
 
   `mode` 'min' or 'max'; the best state is kept (`TrainResult.best_state`).
+  ``patience=None`` never stops and only keeps the best state.
   """
   metric: str
-  patience: int
+  patience: int | None
   mode: str = "min"
 
 
@@ -139,7 +140,7 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
           num_devices: int | None = None, eval_fn: Callable | None = None,
           eval_every: int = 0, early_stopping: EarlyStopping | None = None,
           progress: bool = True, name: str = "train",
-          postfix: str | None = "loss") -> TrainResult:
+          postfix: str | None = "loss", steps_per_call: int = 1) -> TrainResult:
   """Runs `step_fn` from the latest checkpoint in `workdir` (or `init_state`) to `num_steps`.
 
   Args:
@@ -162,6 +163,13 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
     progress: show a tqdm bar (process 0).
     name: label of the bar and the logs.
     postfix: metric shown on the bar.
+    steps_per_call: optimisation steps per device call, as a `lax.scan` over
+      the step (a stream's batches are stacked on the host). The same losses as
+      single calls; it saves the host round trip between steps, which pays for
+      small networks. On XLA:CPU a conv-net gradient inside a scan body was
+      measured ~40x slower than the same step called alone, so the default is
+      1. `num_steps`, `log_every`, `save_every` and `eval_every` must be
+      multiples of it.
 
   Returns:
     a `TrainResult`.
@@ -173,12 +181,19 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
   """
   check_positive_int(num_steps, "num_train_steps")
   check_positive_int(log_every, "log_every")
+  check_positive_int(steps_per_call, "steps_per_call")
   if save_every:
     check_positive_int(save_every, "save_every")
   if eval_every:
     check_positive_int(eval_every, "eval_every")
+  for value, what in ((num_steps, "num_train_steps"), (log_every, "log_every"),
+                      (save_every, "save_every"), (eval_every, "eval_every")):
+    if value % steps_per_call:
+      raise ValueError(f"{what}={value} must be a multiple of steps_per_call="
+                       f"{steps_per_call}.")
   if early_stopping is not None:
-    check_positive_int(early_stopping.patience, "early_stopping.patience")
+    if early_stopping.patience is not None:
+      check_positive_int(early_stopping.patience, "early_stopping.patience")
     if eval_fn is None or not eval_every:
       raise ValueError("early_stopping needs eval_fn and eval_every >= 1.")
     if early_stopping.mode not in ("min", "max"):
@@ -207,13 +222,38 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
     writer.resume(start)
 
   resident = isinstance(batches, Resident)
-  p_step = jax.pmap(step_fn, axis_name=AXIS, in_axes=(0, None if resident else 0, None),
+  k = steps_per_call
+
+  def scanned(state, batch, base_rng):
+    # k steps in one call; a stream's batch carries a leading [k] axis.
+    def body(state, b):
+      return step_fn(state, batch if resident else b, base_rng)
+    return jax.lax.scan(body, state, None if resident else batch,
+                        length=k if resident else None)
+
+  p_step = jax.pmap(step_fn if k == 1 else scanned, axis_name=AXIS,
+                    in_axes=(0, None if resident else 0, None),
                     devices=devices, donate_argnums=(0,))
   if resident:
     data = tuple(jax.device_put(jnp.asarray(a), devices[0]) for a in batches.arrays)
     stream = None
   else:
     stream = batches(start)
+
+  def next_batch():
+    if resident:
+      return data
+    if k == 1:
+      return next(stream)
+    # [devices, per_device, ...] x k -> [devices, k, per_device, ...].
+    return jax.tree.map(lambda *b: np.stack(b, axis=1), *[next(stream) for _ in range(k)])
+
+  def per_step(metrics):
+    """Host metrics of one call as a list of per-step dicts."""
+    m = jax.device_get(unreplicate(metrics))
+    if k == 1:
+      return [m]
+    return [{key: v[i] for key, v in m.items()} for i in range(k)]
   # Place the replicas as pmap outputs are placed: a host array here would
   # make the second call (fed the first call's output) compile the step again.
   state = jax.pmap(lambda s: s, devices=devices)(replicate(state, n))
@@ -238,18 +278,17 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
   try:
     with _StopRequest() as stop:
       while step < num_steps:
-        batch = data if resident else next(stream)
-        state, metrics = p_step(state, batch, base_rng)
+        state, metrics = p_step(state, next_batch(), base_rng)
         window.append(metrics)
-        step += 1
+        step += k
         if bar is not None:
-          bar.update(1)
+          bar.update(k)
         preempted = stop.requested  # read once: a signal may land mid-iteration.
         last = step == num_steps or preempted
         save_now = manager is not None and (
             last or (save_every and step % save_every == 0))
         if step % log_every == 0 or last or save_now:
-          host = jax.device_get([unreplicate(m) for m in window])
+          host = [m for call in window for m in per_step(call)]
           bad = [first + i for i, m in enumerate(host) if not m["finite"]]
           if bad:
             good = manager.latest_step() if manager is not None else None
@@ -282,7 +321,8 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
               since_best = 0
             else:
               since_best += 1
-              if since_best >= early_stopping.patience:
+              if (early_stopping.patience is not None
+                  and since_best >= early_stopping.patience):
                 logging.info("%s: early stop at step %d; best %s = %.5g at step %d.",
                              name, step, early_stopping.metric, best[0], best[1])
                 early_stopped = True
