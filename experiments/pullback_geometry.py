@@ -129,7 +129,7 @@ def run_geodesics(config, workdir):
       start = time.time()
       model, state, history = isometry.train_flow(c, x_train)
       seconds = time.time() - start
-      params = state.ema_params
+      params = state.ema.params
       learned = flows.flow_maps(model, params["flow"])
       err, var, g_hat, g_true = _geodesic_metrics(learned, dens, x, y, z, t)
       z_test, log_det = model.apply(params["flow"], test)
@@ -212,7 +212,7 @@ def run_rae(config, workdir):
     start = time.time()
     model, state, history = isometry.train_flow(set_config, x_train)
     seconds = time.time() - start
-    params = state.ema_params   # evaluation uses the EMA weights (sheet B.6)
+    params = state.ema.params   # evaluation uses the EMA weights (sheet B.6)
     learned = flows.flow_maps(model, params["flow"])
     a = isometry.diag_a_of(params)
     a_sorted = np.sort(np.asarray(a))[::-1]

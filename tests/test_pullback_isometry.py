@@ -117,8 +117,8 @@ def test_train_flow_learns_anisotropic_base():
   a = isometry.diag_a_of(state.params)
   # The latent variances order like the truth: x2 carries the data.
   assert float(a[1]) > 4 * float(a[0])
-  z, log_det = model.apply(state.ema_params["flow"], x[:4])
-  x_back = model.apply(state.ema_params["flow"], z,
+  z, log_det = model.apply(state.ema.params["flow"], x[:4])
+  x_back = model.apply(state.ema.params["flow"], z,
                        method=flows.RealNVP.inverse)
   np.testing.assert_allclose(x_back, x[:4], atol=1e-4)
   assert log_det.shape == (4,)

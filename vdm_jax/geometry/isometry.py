@@ -43,15 +43,15 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from vdm_jax import _checks
+from vdm_jax import training
 from vdm_jax.geometry import flows
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -247,14 +247,6 @@ def make_loss_fn(model: flows.RealNVP, *, lambda_iso: float = 0.0,
 # ----------------------------------------------------------------------------
 # Training.
 # ----------------------------------------------------------------------------
-class FlowTrainState(NamedTuple):
-  """Train state: step count, parameters, optimiser state and EMA parameters."""
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  ema_params: Any
-
-
 def make_optimizer(config: ml_collections.ConfigDict):
   """Adam(W) with linear warm-up, cosine decay and grad-norm clipping.
 
@@ -288,11 +280,11 @@ def make_model(config: ml_collections.ConfigDict, dim: int) -> flows.RealNVP:
 
 
 def make_train_step(model, config: ml_collections.ConfigDict):
-  """Builds ``train_chunk(state, data, base_rng) -> (state, metrics)``.
+  """Builds ``(init, step)`` for the engine (`vdm_jax.training`).
 
-  One chunk runs ``config.optim.steps_per_call`` steps under `lax.scan`; step
-  k uses ``fold_in(base_rng, k)`` for its batch and probes, so a run is
-  reproducible chunk by chunk.
+  ``init(rng, data=None) -> TrainState``; ``step(state, data, base_rng) ->
+  (state, metrics)``: step k draws its batch and probes from
+  ``fold_in(base_rng, k)``, so a run is reproducible step by step.
   """
   loss_fn = make_loss_fn(
       model, lambda_iso=config.loss.lambda_iso,
@@ -300,33 +292,19 @@ def make_train_step(model, config: ml_collections.ConfigDict):
       iso_estimator=config.loss.iso_estimator,
       num_probes=config.loss.num_probes)
   opt = make_optimizer(config.optim)
+  ema = training.ema(config.optim.ema_rate, warmup=False)
   batch_size = config.optim.batch_size
-  ema_rate = config.optim.ema_rate
 
-  def mean_loss(params, x, rng):
-    loss, aux = loss_fn(params, x, rng)
-    return jnp.mean(loss), jax.tree.map(jnp.mean, aux)
-
-  def step(carry, _):
-    state, data, base_rng = carry
-    rng = jax.random.fold_in(base_rng, state.step)
+  def batch_loss(params, data, rng, shard):
+    del shard  # one device.
+    (x,) = data
     idx_rng, probe_rng = jax.random.split(rng)
-    idx = jax.random.randint(idx_rng, (batch_size,), 0, data.shape[0])
-    (loss, aux), grads = jax.value_and_grad(mean_loss, has_aux=True)(
-        state.params, data[idx], probe_rng)
-    updates, opt_state = opt.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = jax.tree.map(lambda e, p: ema_rate * e + (1 - ema_rate) * p,
-                       state.ema_params, params)
-    new = FlowTrainState(state.step + 1, params, opt_state, ema)
-    return (new, data, base_rng), dict(aux, loss=loss)
+    idx = jax.random.randint(idx_rng, (batch_size,), 0, x.shape[0])
+    loss, aux = loss_fn(params, x[idx], probe_rng)
+    return loss, jax.tree.map(jnp.mean, aux)
 
-  @jax.jit
-  def train_chunk(state, data, base_rng):
-    (state, _, _), metrics = jax.lax.scan(
-        step, (state, data, base_rng), None,
-        length=config.optim.steps_per_call)
-    return state, jax.tree.map(jnp.mean, metrics)
+  step = training.make_step(training.value_and_grad(batch_loss), opt, ema,
+                            axis_name=training.AXIS)
 
   def init(rng, data=None):
     params = init_params(model, rng)
@@ -335,27 +313,29 @@ def make_train_step(model, config: ml_collections.ConfigDict):
       # the per-coordinate data variance; starting there (instead of A = I)
       # saves the optimiser from walking log_a by ~log(var) at a small lr.
       params["log_a"] = jnp.log(jnp.var(data, axis=0) + 1e-6)
-    return FlowTrainState(jnp.zeros((), jnp.int32), params, opt.init(params),
-                          params)
+    return training.init_state(params, opt, ema)
 
-  return init, train_chunk
+  return init, step
 
 
-def train_flow(config: ml_collections.ConfigDict, data, *, log_fn=None):
-  """Trains an anisotropic flow on ``data`` ``[N, D]``.
+def train_flow(config: ml_collections.ConfigDict, data, *, workdir: str | None = None):
+  """Trains an anisotropic flow on ``data`` ``[N, D]`` with the engine.
 
   Args:
     config: a config from ``configs/pullback_*.py`` (fields ``seed``,
-      ``flow``, ``loss``, ``optim``).
+      ``flow``, ``loss``, ``optim``). ``optim.steps_per_call`` steps run per
+      device call (a `lax.scan`: the flow is a small dense net, for which the
+      host round trip between steps dominates).
     data: ``[N, D]`` float training points.
-    log_fn: optional ``log_fn(step, metrics_dict)`` called after each chunk.
+    workdir: optional folder for checkpoints and metrics (resumable).
 
   ``log_a`` starts at the log of the per-coordinate data variance when A is
   learned (the maximum-likelihood A for the identity flow at initialisation).
 
   Returns:
-    ``(model, state, history)``: the flow module, the final `FlowTrainState`
-    (evaluate with ``state.ema_params``) and a list of per-chunk metrics.
+    ``(model, state, history)``: the flow module, the final
+    `vdm_jax.training.TrainState` (evaluate with ``state.ema.params``) and a
+    list of per-window metrics (window = ``optim.steps_per_call`` steps).
 
   Raises:
     RuntimeError: if the loss becomes non-finite (names the step window).
@@ -367,20 +347,12 @@ def train_flow(config: ml_collections.ConfigDict, data, *, log_fn=None):
         f"optim.num_steps ({config.optim.num_steps}) must be a multiple of "
         f"optim.steps_per_call ({config.optim.steps_per_call}).")
   model = make_model(config, data.shape[1])
-  init, train_chunk = make_train_step(model, config)
-  rng = jax.random.key(config.seed)
-  init_rng, base_rng = jax.random.split(rng)
-  state = init(init_rng, data)
-  history = []
-  for _ in range(config.optim.num_steps // config.optim.steps_per_call):
-    start = int(state.step)
-    state, metrics = train_chunk(state, data, base_rng)
-    metrics = {k: float(v) for k, v in metrics.items()}
-    if not np.isfinite(metrics["loss"]):
-      raise RuntimeError(
-          f"non-finite loss {metrics['loss']} in steps [{start}, "
-          f"{int(state.step)}); lower optim.lr or raise optim.grad_clip.")
-    history.append(dict(metrics, step=int(state.step)))
-    if log_fn is not None:
-      log_fn(int(state.step), metrics)
-  return model, state, history
+  init, step = make_train_step(model, config)
+  init_rng, base_rng = jax.random.split(jax.random.key(config.seed))
+  k = config.optim.steps_per_call
+  run = training.train(step, init(init_rng, data), batches=training.Resident((data,)),
+                       base_rng=base_rng, num_steps=config.optim.num_steps,
+                       log_every=k, steps_per_call=k, workdir=workdir,
+                       num_devices=1, name="flow")
+  history = [dict(m, step=s) for s, m in run.history]
+  return model, run.state, history
