@@ -13,9 +13,9 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from vdm_jax import schedules
+from vdm_jax import training
 from vdm_jax.compression.elbo import discrete_time_nelbo
 from vdm_jax.models import ScoreMLP
 from vdm_jax.models import UNet
@@ -135,26 +135,29 @@ def train_toy_vdm(images, *, vocab_size: int, num_steps: int, train_steps: int =
   net, flat, example = _make_net(images.shape[1:], vocab_size, network, hidden, unet_ch)
   rng = jax.random.key(seed)
   params = net.init(rng, example, jnp.zeros((1,)))
-  opt = optax.adam(optax.cosine_decay_schedule(learning_rate, train_steps))
-  opt_state = opt.init(params)
+  opt = training.make_optimizer(learning_rate=learning_rate, decay="cosine",
+                                total_steps=max(train_steps, 1))
+  no_average = training.ema(0.0, warmup=False)
 
-  def loss_fn(p, key, x):
-    eps_fn = lambda z, g: apply_eps(net, p, z, g, vocab_size, flat=flat)
-    terms = discrete_time_nelbo(key, x, eps_fn=eps_fn, gamma_fn=_linear_gamma,
-                                vocab_size=vocab_size, num_steps=num_steps, full_sum=False)
-    return terms.total.mean()
-
-  @jax.jit
-  def step(p, s, key):
+  def batch_loss(p, data, key, shard):
+    del shard  # one device.
+    (x_all,) = data
     k_batch, k_loss = jax.random.split(key)
-    idx = jax.random.randint(k_batch, (batch_size,), 0, images.shape[0])
-    loss, grads = jax.value_and_grad(loss_fn)(p, k_loss, images[idx])
-    updates, s = opt.update(grads, s, p)
-    return optax.apply_updates(p, updates), s, loss
+    idx = jax.random.randint(k_batch, (batch_size,), 0, x_all.shape[0])
+    eps_fn = lambda z, g: apply_eps(net, p, z, g, vocab_size, flat=flat)
+    terms = discrete_time_nelbo(k_loss, x_all[idx], eps_fn=eps_fn, gamma_fn=_linear_gamma,
+                                vocab_size=vocab_size, num_steps=num_steps, full_sum=False)
+    return terms.total, {}
 
-  losses = []
-  for i in range(train_steps):
-    params, opt_state, loss = step(params, opt_state, jax.random.fold_in(rng, i))
-    losses.append(loss)
+  losses = np.zeros((0,))
+  if train_steps:
+    step = training.make_step(training.value_and_grad(batch_loss), opt, no_average,
+                              axis_name=training.AXIS)
+    run = training.train(step, training.init_state(params, opt, no_average),
+                         batches=training.Resident((images,)), base_rng=rng,
+                         num_steps=train_steps, log_every=1, num_devices=1,
+                         name="toy_vdm", progress=False)
+    params = run.state.params
+    losses = np.asarray([m["loss"] for _, m in run.history])
   return ToyVDM(make_eps_fn(net, params, vocab_size, flat=flat), _linear_gamma, params,
-                np.asarray(jnp.stack(losses)) if losses else np.zeros((0,)))
+                losses)

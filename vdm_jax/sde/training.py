@@ -89,13 +89,11 @@ def fit(rng, loss_fn: Callable, params, arrays: Sequence, *, n_steps: int,
       batch = tuple(preprocess(k_pre, *batch))
     return loss_fn(params, k_loss, *batch), {}
 
-  def chunk_rng(base, step):
-    # Step k of chunk c uses split(fold_in(rng, c), chunk)[k]: the stream of
-    # the earlier hand-written loop, so its recorded figures are reproduced.
-    return jax.random.split(jax.random.fold_in(base, step // chunk), chunk)[step % chunk]
-
   step = training.make_step(training.value_and_grad(batch_loss), opt, ema,
-                            axis_name=training.AXIS, rng_fn=chunk_rng)
+                            axis_name=training.AXIS,
+                            # The stream of the earlier hand-written loop, so its
+                            # recorded figures are reproduced.
+                            rng_fn=training.chunked_rng(chunk))
   run = training.train(step, training.init_state(params, opt, ema),
                        batches=training.Resident(arrays), base_rng=rng,
                        num_steps=total, log_every=chunk, num_devices=1, name="fit")

@@ -29,6 +29,7 @@ from vdm_jax.training.optimizers import mask_except
 from vdm_jax.training.step import SINGLE
 from vdm_jax.training.step import Shard
 from vdm_jax.training.step import TrainState
+from vdm_jax.training.step import chunked_rng
 from vdm_jax.training.step import init_state
 from vdm_jax.training.step import make_step
 from vdm_jax.training.step import take_shard
@@ -48,6 +49,7 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "check_positive_int",
+    "chunked_rng",
     "ema",
     "init_state",
     "learning_rate_schedule",

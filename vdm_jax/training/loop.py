@@ -255,8 +255,9 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
       return [m]
     return [{key: v[i] for key, v in m.items()} for i in range(k)]
   # Place the replicas as pmap outputs are placed: a host array here would
-  # make the second call (fed the first call's output) compile the step again.
-  state = jax.pmap(lambda s: s, devices=devices)(replicate(state, n))
+  # make the second call (fed the first call's output) compile the step again;
+  # the sharding names the pmap axis, so the identity uses the same name.
+  state = jax.pmap(lambda s: s, axis_name=AXIS, devices=devices)(replicate(state, n))
 
   def log(step, metrics, prefix=""):
     if writer is not None:

@@ -33,7 +33,10 @@ DECAYS = ("constant", "cosine")
 def learning_rate_schedule(*, learning_rate: float, warmup_steps: int = 0,
                            decay: str = "constant", total_steps: int | None = None,
                            end_fraction: float = 0.0) -> optax.Schedule:
-  """η_k above: linear warm-up from 0, then constant or cosine decay to c·η."""
+  """η_k above: linear warm-up from 0, then constant or cosine decay to c·η.
+
+  With ``decay='constant'``, ``warmup_steps=0`` is the constant η from step 0.
+  """
   if not learning_rate > 0:
     raise ValueError(f"learning_rate must be > 0, got {learning_rate}.")
   if warmup_steps < 0:
@@ -41,6 +44,8 @@ def learning_rate_schedule(*, learning_rate: float, warmup_steps: int = 0,
   if decay not in DECAYS:
     raise ValueError(f"decay must be one of {DECAYS}, got {decay!r}.")
   if decay == "constant":
+    if warmup_steps == 0:
+      return optax.constant_schedule(learning_rate)
     return optax.join_schedules(
         [optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1)),
          optax.constant_schedule(learning_rate)], [max(warmup_steps, 1)])

@@ -58,6 +58,31 @@ def take_shard(x, shard: Shard, axis: int = 0):
   return jax.lax.dynamic_slice_in_dim(x, shard.index * local, local, axis=axis)
 
 
+def chunked_rng(chunk: int, *, num_steps: int | None = None,
+                fold_step: bool = False) -> Callable:
+  """An `rng_fn` for streams cut in chunks: ``split(fold_in(rng, c), n_c)[j]``.
+
+  Step ``k = c * chunk + j`` of chunk ``c`` gets key j of the chunk's split,
+  where the chunk key folds in ``c`` (or its first step ``c * chunk`` with
+  `fold_step`), and ``n_c`` is `chunk`, or the size of the last, partial chunk
+  when `num_steps` is not a multiple of it. This is how loops that scan or
+  split a chunk of keys at a time draw, so they move onto the engine with the
+  same random stream.
+  """
+  rem = 0 if num_steps is None else num_steps % chunk
+
+  def rng_fn(base_rng, step):
+    c, j = step // chunk, step % chunk
+    key = jax.random.fold_in(base_rng, c * chunk if fold_step else c)
+    full = jax.random.split(key, chunk)[j]
+    if not rem:
+      return full
+    part = jax.random.split(key, rem)[jnp.minimum(j, rem - 1)]
+    return jax.lax.cond(c == num_steps // chunk, lambda: part, lambda: full)
+
+  return rng_fn
+
+
 def value_and_grad(loss_fn: Callable) -> Callable:
   """A `grad_fn` from ``loss_fn(params, batch, rng, shard) -> (losses, metrics)``.
 
