@@ -63,6 +63,7 @@ from vdm_jax.conditional import metrics as cond_metrics
 from vdm_jax.models import ScoreMLP
 from vdm_jax.models import UNet
 from vdm_jax.score_vae import metrics
+from vdm_jax.score_vae import training as score_vae_training
 from vdm_jax.sde import ScheduleVPSDE
 from vdm_jax.sde import VPSDE
 
@@ -128,48 +129,7 @@ def make_scaling(scaling, levels):
 
 
 # -------------------------------------------------------------- training -----
-def fit(loss_fn, params, data, *, steps, batch_size, lr, rng, ema=None,
-        chunk=200, name=""):
-  """Adam on `mean(loss_fn(params, rng, batch))`; batches drawn on device.
-
-  Runs `chunk` steps per compiled `lax.scan`; raises on a non-finite loss with
-  the step window. Returns (params, ema_params or None, loss history).
-  """
-  data = jnp.asarray(data)
-  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
-
-  def step(carry, key):
-    params, opt_state, ema_params = carry
-    k_idx, k_loss = jax.random.split(key)
-    idx = jax.random.randint(k_idx, (batch_size,), 0, data.shape[0])
-    loss, grads = jax.value_and_grad(
-        lambda p: jnp.mean(loss_fn(p, k_loss, data[idx])))(params)
-    updates, opt_state = opt.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    if ema is not None:
-      ema_params = jax.tree.map(lambda e, p: ema * e + (1 - ema) * p,
-                                ema_params, params)
-    return (params, opt_state, ema_params), loss
-
-  @jax.jit
-  def run(carry, keys):
-    return jax.lax.scan(step, carry, keys)
-
-  carry = (params, opt.init(params), params if ema is not None else None)
-  history, done, t0 = [], 0, time.time()
-  while done < steps:
-    n = min(chunk, steps - done)
-    keys = jax.random.split(jax.random.fold_in(rng, done), n)
-    carry, losses = run(carry, keys) if n == chunk else jax.jit(
-        lambda c, k: jax.lax.scan(step, c, k))(carry, keys)
-    losses = np.asarray(losses)
-    if not np.all(np.isfinite(losses)):
-      raise RuntimeError(f"{name}: non-finite loss in steps {done}..{done + n}.")
-    done += n
-    history.append(float(losses.mean()))
-    print(f"  [{name}] step {done}/{steps} loss {history[-1]:.4f} "
-          f"({time.time() - t0:.0f}s)", flush=True)
-  return carry[0], carry[2], history
+fit = score_vae_training.fit
 
 
 # ----------------------------------------------------------------- prior -----
