@@ -51,10 +51,10 @@ import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
-import optax
 
 from vdm_jax import conditional as cond
 from vdm_jax.conditional import metrics
+from vdm_jax.conditional import training as cond_training
 from vdm_jax.conditional import tasks
 from vdm_jax.models import ScoreMLP
 from vdm_jax.models import UNet
@@ -163,40 +163,10 @@ def make_estimators(cfg, apply_fns):
 # ----------------------------------------------------------------- train -----
 def train(est, params, x_train, y_train, cfg, rng):
   """Adam + clipping + EMA on the estimator's per-example loss; returns EMA params."""
-  schedule = optax.linear_schedule(0.0, cfg.lr, max(cfg.warmup, 1))
-  opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(schedule))
-  state = {"params": params, "opt": opt.init(params), "ema": params}
-  n = x_train.shape[0]
-
-  # A Python loop of jitted steps: lax.scan over conv training steps is very
-  # slow on the XLA CPU backend.
-  @jax.jit
-  def step(state, x_all, y_all, key):
-    kb, kl = jax.random.split(key)
-    idx = jax.random.randint(kb, (cfg.batch_size,), 0, n)
-    loss, grads = jax.value_and_grad(
-        lambda p: jnp.mean(est.loss_fn(p, kl, x_all[idx], y_all[idx])))(
-            state["params"])
-    updates, opt_state = opt.update(grads, state["opt"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    ema = jax.tree.map(lambda e, p: cfg.ema * e + (1 - cfg.ema) * p,
-                       state["ema"], params)
-    return {"params": params, "opt": opt_state, "ema": ema}, loss
-
-  x_all, y_all = jnp.asarray(x_train), jnp.asarray(y_train)
-  losses, window = [], []
-  for i in range(cfg.steps):
-    state, loss = step(state, x_all, y_all, jax.random.fold_in(rng, i))
-    window.append(loss)
-    if (i + 1) % cfg.log_every == 0 or i + 1 == cfg.steps:
-      mean = float(np.mean(jax.device_get(window)))
-      if not np.isfinite(mean):
-        raise RuntimeError(f"{est.name}: non-finite loss in steps "
-                           f"{i + 2 - len(window)}..{i + 1}.")
-      losses.append(mean)
-      logging.info("%s step %d loss %.4f", est.name, i + 1, mean)
-      window = []
-  return state["ema"], losses
+  return cond_training.fit(est.loss_fn, params, x_train, y_train, steps=cfg.steps,
+                           batch_size=cfg.batch_size, lr=cfg.lr, rng=rng,
+                           warmup=cfg.warmup, grad_clip=cfg.grad_clip, ema=cfg.ema,
+                           log_every=cfg.log_every, name=est.name)
 
 
 # ---------------------------------------------------------------- sample -----

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vdm_jax import training
+from vdm_jax.conditional import training as cond_training
 from vdm_jax.flows import multiscale
 from vdm_jax.flows import training as flow_training
 
@@ -151,9 +151,9 @@ def fit(loss_fn, params, x, y, *, steps: int, batch_size: int, lr: float,
         workdir: str | None = None):
   """Adam (with warm-up and clipping) on the mean of ``loss_fn(...)['loss']``.
 
-  Runs on the engine (`vdm_jax.training`): jitted steps over minibatches drawn
-  with replacement from ``(x, y)`` with ``rng = fold_in(rng, step)``, so a
-  rerun replays the same stream. With ``eval_fn`` (e.g. bits/dim on held-out
+  `vdm_jax.conditional.training.fit` (the engine): jitted steps over
+  minibatches drawn with replacement from ``(x, y)`` with ``rng = fold_in(rng,
+  step)``, so a rerun replays the same stream. With ``eval_fn`` (e.g. bits/dim on held-out
   pairs), the parameters are scored every `log_every` steps and the best ones
   are returned (flows with ~0.5M parameters memorise 1,500 digits within a few
   thousand steps, so held-out likelihood peaks before the training loss does).
@@ -179,40 +179,11 @@ def fit(loss_fn, params, x, y, *, steps: int, batch_size: int, lr: float,
   Raises:
     RuntimeError: naming the step window, if the loss is not finite.
   """
-  if steps < 1 or batch_size < 1:
-    raise ValueError(
-        f"steps and batch_size must be >= 1, got {steps} and {batch_size}.")
-  if x.shape[0] != y.shape[0]:
-    raise ValueError(
-        f"x and y must hold the same number of pairs, got {x.shape[0]} and "
-        f"{y.shape[0]}.")
-  opt = training.make_optimizer(learning_rate=lr, warmup_steps=warmup,
-                                grad_clip=grad_clip)
-  average = training.ema(ema, warmup=False)
-  n = x.shape[0]
-
-  def batch_loss(params, data, key, shard):
-    del shard  # one device.
-    x_all, y_all = data
-    k_idx, k_loss = jax.random.split(key)
-    idx = jax.random.randint(k_idx, (batch_size,), 0, n)
-    return loss_fn(params, k_loss, x_all[idx], y_all[idx])["loss"], {}
-
-  returned = lambda state: state.ema.params if ema else state.params
-  step = training.make_step(training.value_and_grad(batch_loss), opt, average,
-                            axis_name=training.AXIS)
-  run = training.train(
-      step, training.init_state(params, opt, average),
-      batches=training.Resident((jnp.asarray(x), jnp.asarray(y))), base_rng=rng,
-      num_steps=steps, log_every=log_every, workdir=workdir, num_devices=1,
-      eval_fn=(lambda state, _: {"score": eval_fn(returned(state))}) if eval_fn else None,
-      eval_every=log_every if eval_fn else 0,
-      early_stopping=training.EarlyStopping("score", patience=None) if eval_fn else None,
-      name="caflow")
-  losses = [m["loss"] for _, m in run.history]
-  if run.best_state is not None:
-    return jax.tree.map(jnp.asarray, returned(run.best_state)), losses
-  return returned(run.state), losses
+  return cond_training.fit(
+      lambda p, key, xb, yb: loss_fn(p, key, xb, yb)["loss"], params, x, y,
+      steps=steps, batch_size=batch_size, lr=lr, rng=rng, warmup=warmup,
+      grad_clip=grad_clip, ema=ema, log_every=log_every, eval_fn=eval_fn,
+      workdir=workdir, name="caflow")
 
 
 def conditional_bits_per_dim(model, params, rng, x_int, y, *, num_bins: int,

@@ -139,19 +139,16 @@ def train_toy_vdm(images, *, vocab_size: int, num_steps: int, train_steps: int =
                                 total_steps=max(train_steps, 1))
   no_average = training.ema(0.0, warmup=False)
 
-  def batch_loss(p, data, key, shard):
-    del shard  # one device.
-    (x_all,) = data
-    k_batch, k_loss = jax.random.split(key)
-    idx = jax.random.randint(k_batch, (batch_size,), 0, x_all.shape[0])
+  def loss_fn(p, key, x):
     eps_fn = lambda z, g: apply_eps(net, p, z, g, vocab_size, flat=flat)
-    terms = discrete_time_nelbo(k_loss, x_all[idx], eps_fn=eps_fn, gamma_fn=_linear_gamma,
-                                vocab_size=vocab_size, num_steps=num_steps, full_sum=False)
-    return terms.total, {}
+    return discrete_time_nelbo(key, x, eps_fn=eps_fn, gamma_fn=_linear_gamma,
+                               vocab_size=vocab_size, num_steps=num_steps,
+                               full_sum=False).total
 
   losses = np.zeros((0,))
   if train_steps:
-    step = training.make_step(training.value_and_grad(batch_loss), opt, no_average,
+    step = training.make_step(training.value_and_grad(
+        training.minibatch_loss(loss_fn, batch_size)), opt, no_average,
                               axis_name=training.AXIS)
     run = training.train(step, training.init_state(params, opt, no_average),
                          batches=training.Resident((images,)), base_rng=rng,

@@ -9,6 +9,7 @@ inpainting, edges) and `metrics` (PSNR, SSIM, consistency, diversity).
 from vdm_jax.conditional import gaussian
 from vdm_jax.conditional import metrics
 from vdm_jax.conditional import tasks
+from vdm_jax.conditional import training
 from vdm_jax.conditional.estimators import ESTIMATORS
 from vdm_jax.conditional.estimators import Estimator
 from vdm_jax.conditional.estimators import cde_score
@@ -40,4 +41,5 @@ __all__ = [
     "noise_to_signal",
     "sample_reverse",
     "tasks",
+    "training",
 ]

@@ -295,15 +295,12 @@ def make_train_step(model, config: ml_collections.ConfigDict):
   ema = training.ema(config.optim.ema_rate, warmup=False)
   batch_size = config.optim.batch_size
 
-  def batch_loss(params, data, rng, shard):
-    del shard  # one device.
-    (x,) = data
-    idx_rng, probe_rng = jax.random.split(rng)
-    idx = jax.random.randint(idx_rng, (batch_size,), 0, x.shape[0])
-    loss, aux = loss_fn(params, x[idx], probe_rng)
+  def batch_loss(params, probe_rng, x):
+    loss, aux = loss_fn(params, x, probe_rng)
     return loss, jax.tree.map(jnp.mean, aux)
 
-  step = training.make_step(training.value_and_grad(batch_loss), opt, ema,
+  step = training.make_step(training.value_and_grad(
+      training.minibatch_loss(batch_loss, batch_size)), opt, ema,
                             axis_name=training.AXIS)
 
   def init(rng, data=None):

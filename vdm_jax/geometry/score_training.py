@@ -212,15 +212,9 @@ def train_score_model(model: nn.Module, x_train, rng, *, num_steps: int,
   loss_fn = make_loss_fn(model, gamma_min=gamma_min, gamma_max=gamma_max,
                          parameterization=parameterization)
 
-  def batch_loss(params, data, key, shard):
-    (x,) = data
-    kb, kl = jax.random.split(key)
-    idx = training.take_shard(jax.random.randint(kb, (batch_size,), 0, x.shape[0]),
-                              shard)
-    return loss_fn(params, kl, x[idx], shard), {}
-
-  step = training.make_step(training.value_and_grad(batch_loss), opt, ema,
-                            axis_name=training.AXIS)
+  step = training.make_step(
+      training.value_and_grad(training.minibatch_loss(loss_fn, batch_size, pass_shard=True)),
+      opt, ema, axis_name=training.AXIS)
   run = training.train(
       step, training.init_state(params, opt, ema), batches=training.Resident((x_train,)),
       base_rng=rng, num_steps=total, log_every=steps_per_call, workdir=workdir,

@@ -49,14 +49,8 @@ def fit(loss_fn: Callable, params, data, *, steps: int, batch_size: int, lr: flo
   opt = training.make_optimizer(learning_rate=lr, grad_clip=1.0)
   average = training.ema(0.0 if ema is None else ema, warmup=False)
 
-  def batch_loss(params, arrays, key, shard):
-    del shard  # one device.
-    (x,) = arrays
-    k_idx, k_loss = jax.random.split(key)
-    idx = jax.random.randint(k_idx, (batch_size,), 0, x.shape[0])
-    return loss_fn(params, k_loss, x[idx]), {}
-
-  step = training.make_step(training.value_and_grad(batch_loss), opt, average,
+  step = training.make_step(training.value_and_grad(
+      training.minibatch_loss(loss_fn, batch_size)), opt, average,
                             axis_name=training.AXIS,
                             rng_fn=training.chunked_rng(chunk, num_steps=steps,
                                                         fold_step=True))

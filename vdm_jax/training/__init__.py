@@ -32,6 +32,7 @@ from vdm_jax.training.step import TrainState
 from vdm_jax.training.step import chunked_rng
 from vdm_jax.training.step import init_state
 from vdm_jax.training.step import make_step
+from vdm_jax.training.step import minibatch_loss
 from vdm_jax.training.step import take_shard
 from vdm_jax.training.step import value_and_grad
 
@@ -57,6 +58,7 @@ __all__ = [
     "make_step",
     "mask_except",
     "metrics_log",
+    "minibatch_loss",
     "replicate",
     "take_shard",
     "train",

@@ -58,6 +58,27 @@ def take_shard(x, shard: Shard, axis: int = 0):
   return jax.lax.dynamic_slice_in_dim(x, shard.index * local, local, axis=axis)
 
 
+def minibatch_loss(loss_fn: Callable, batch_size: int, *,
+                   pass_shard: bool = False) -> Callable:
+  """A method's loss on a minibatch drawn with replacement from resident arrays.
+
+  Returns ``batch_loss(params, arrays, key, shard)`` for `value_and_grad`:
+  ``k_idx, k_loss = split(key)``, indices ``randint(k_idx, [batch_size])``
+  into ``arrays[0].shape[0]`` rows (drawn for the global batch, this shard's
+  slice kept), then ``loss_fn(params, k_loss, *batch)`` (and ``shard=shard``
+  with `pass_shard`), which returns per-example losses or ``(losses, metrics)``.
+  """
+  def batch_loss(params, arrays, key, shard):
+    k_idx, k_loss = jax.random.split(key)
+    idx = take_shard(jax.random.randint(k_idx, (batch_size,), 0, arrays[0].shape[0]),
+                     shard)
+    batch = tuple(a[idx] for a in arrays)
+    kwargs = {"shard": shard} if pass_shard else {}
+    out = loss_fn(params, k_loss, *batch, **kwargs)
+    return out if isinstance(out, tuple) else (out, {})
+  return batch_loss
+
+
 def chunked_rng(chunk: int, *, num_steps: int | None = None,
                 fold_step: bool = False) -> Callable:
   """An `rng_fn` for streams cut in chunks: ``split(fold_in(rng, c), n_c)[j]``.
