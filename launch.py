@@ -1,18 +1,26 @@
-"""Launches a vdm_jax experiment: train, evaluate, sample, compress or decompress.
+"""Launches any vdm_jax experiment: the config names it, this file only dispatches.
 
-  python launch.py --config=configs/vdm_digits.py --workdir=/tmp/vdm_digits
-  python launch.py --config=configs/vdm_digits.py --workdir=/tmp/vdm_digits --mode=sample
+  python launch.py --config=configs/vdm_digits.py --workdir=runs/digits
+  python launch.py --config=configs/vdm_digits.py --workdir=runs/digits --mode=sample
+  python launch.py --config=configs/score_vae_digits.py:quick --workdir=/tmp/svae
   python launch.py --config=configs/vdm_cifar10.py --workdir=... \\
       --config.optimizer.learning_rate=1e-4 --config.model.dtype=bfloat16
 
-Intentionally short: the logic lives in `vdm_jax.train` (and
-`vdm_jax.compression`), which are importable and tested. Config overrides are
-parsed and type-checked by ml_collections before any computation starts; an
-unknown field or a value of the wrong type is an error.
+A config's ``experiment`` field picks what runs: 'vdm' (the default) trains,
+evaluates, samples, compresses or decompresses a VDM (`vdm_jax.train`,
+`vdm_jax.compression`, chosen by --mode); any other name runs
+``experiments/<name>.py``'s ``run(config, workdir)``, which writes its tables
+and figures to the workdir. Config overrides are parsed and type-checked by
+ml_collections before any computation starts; an unknown field or a value of
+the wrong type is an error.
+
+Exit status: 0 when the run finished, 75 (EX_TEMPFAIL) when SIGTERM/SIGINT
+stopped it after a checkpoint (rerun the same command to resume), 1 on an
+error.
 """
 
+import importlib
 import logging as std_logging
-import os
 import sys
 
 from absl import app
@@ -20,14 +28,12 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for `configs`.
-
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (configs/*.py).", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+    "config", None, "Experiment config file (configs/*.py[:arg]).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "compress", "decompress"],
-                  "What to run.")
+                  "VDM configs: what to run. Other experiments only 'train' (run).")
 flags.DEFINE_string("input", None, "compress: PNG file(s) (comma-separated, or a "
                     "directory) or a .npy of uint8 images; decompress: the file.")
 flags.DEFINE_string("output", None, "compress: the output file; decompress: a .npy "
@@ -35,6 +41,20 @@ flags.DEFINE_string("output", None, "compress: the output file; decompress: a .n
 flags.DEFINE_bool("jax_distributed", False,
                   "Call jax.distributed.initialize() (multi-host TPU/GPU).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def run_vdm(config, workdir, mode):
+  from vdm_jax import train  # pylint: disable=g-import-not-at-top
+  if mode == "train":
+    return train.train_and_evaluate(config, workdir)
+  if mode == "eval":
+    return {"test_bpd": train.run_eval(config, workdir)}
+  if mode == "sample":
+    return {"samples_png": train.run_sample(config, workdir)}
+  from vdm_jax.compression import cli  # pylint: disable=g-import-not-at-top
+  if not FLAGS.input or not FLAGS.output:
+    raise app.UsageError(f"--mode={mode} needs --input and --output.")
+  return cli.run(mode, config, workdir, FLAGS.input, FLAGS.output)
 
 
 def main(argv):
@@ -48,23 +68,18 @@ def main(argv):
     jax.distributed.initialize()
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
-  from vdm_jax import train  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
-  if FLAGS.mode == "train":
-    result = train.train_and_evaluate(config, FLAGS.workdir)
-  elif FLAGS.mode == "eval":
-    result = {"test_bpd": train.run_eval(config, FLAGS.workdir)}
-  elif FLAGS.mode == "sample":
-    result = {"samples_png": train.run_sample(config, FLAGS.workdir)}
+  experiment = config.get("experiment", "vdm")
+  if experiment == "vdm":
+    result = run_vdm(config, FLAGS.workdir, FLAGS.mode)
   else:
-    from vdm_jax.compression import cli  # pylint: disable=g-import-not-at-top
-    if not FLAGS.input or not FLAGS.output:
-      raise app.UsageError(f"--mode={FLAGS.mode} needs --input and --output.")
-    result = cli.run(FLAGS.mode, config, FLAGS.workdir, FLAGS.input, FLAGS.output)
+    if FLAGS.mode != "train":
+      raise app.UsageError(f"--mode={FLAGS.mode} is for VDM configs; experiment "
+                           f"{experiment!r} only runs (--mode=train).")
+    result = importlib.import_module(f"experiments.{experiment}").run(config, FLAGS.workdir)
   if jax.process_index() == 0:
-    print("\n".join(f"{k}: {v}" for k, v in result.items()), flush=True)
-  if result.get("preempted"):
-    # Checkpointed and stopped by SIGTERM/SIGINT: not finished, rerun to resume.
+    print("\n".join(f"{k}: {v}" for k, v in (result or {}).items()), flush=True)
+  if (result or {}).get("preempted"):
     from vdm_jax import training  # pylint: disable=g-import-not-at-top
     sys.exit(training.EXIT_PREEMPTED)
 
