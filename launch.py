@@ -78,7 +78,8 @@ def main(argv):
                            f"{experiment!r} only runs (--mode=train).")
     result = importlib.import_module(f"experiments.{experiment}").run(config, FLAGS.workdir)
   if jax.process_index() == 0:
-    print("\n".join(f"{k}: {v}" for k, v in (result or {}).items()), flush=True)
+    print("\n".join(f"{k}: {v}" for k, v in (result or {}).items()
+                    if isinstance(v, (bool, int, float, str))), flush=True)
   if (result or {}).get("preempted"):
     from vdm_jax import training  # pylint: disable=g-import-not-at-top
     sys.exit(training.EXIT_PREEMPTED)

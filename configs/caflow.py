@@ -1,14 +1,10 @@
 """CAFLOW on the conditional-estimator tasks (8x8 digits): one config, task by arg.
 
-  python experiments/caflow.py --config configs/caflow.py:task=sr4 \\
-      --workdir results/caflow
-  python experiments/caflow.py --config configs/caflow.py:task=inpaint_box \\
-      --workdir results/caflow
-  python experiments/caflow.py --config configs/caflow.py:task=edges \\
-      --workdir results/caflow
+  python launch.py --config=configs/caflow.py:task=sr4 --workdir=results/caflow
+  python launch.py --config=configs/caflow.py:task=inpaint_box --workdir=results/caflow
+  python launch.py --config=configs/caflow.py:task=edges --workdir=results/caflow
   # smoke run, well under a minute:
-  python experiments/caflow.py --config configs/caflow.py:task=sr2,quick \\
-      --workdir /tmp/caflow_quick
+  python launch.py --config=configs/caflow.py:task=sr2,quick --workdir=/tmp/caflow_quick
 
 Data, pairs, test conditions (seed, `n_test`, `n_samples`, `pair_repeats`) are
 those of `configs/conditional_*.py`, so the rows written into
@@ -31,6 +27,7 @@ def get_config(arg=None):
   if args["task"] not in _TASKS:
     raise ValueError(f"task must be one of {_TASKS}, got {args['task']!r}.")
   c = conditional_default.get_config("quick" if args["quick"] else None)
+  c.experiment = "caflow"
   c.task = args["task"]
   if c.task.startswith("inpaint"):
     c.data.pair_repeats = 4        # as configs/conditional_inpainting.py

@@ -5,8 +5,7 @@ Task configs (`conditional_sr.py`, `conditional_inpainting.py`,
 deltas. Every estimator of one run gets the same network family, training
 budget and sampler; only the output channels differ (x vs. x + y).
 
-  python experiments/conditional_estimators.py \\
-      --config configs/conditional_sr.py:factor=4 --workdir results/conditional
+  python launch.py --config=configs/conditional_sr.py:factor=4 --workdir=results/conditional
 
 Sizes are for a laptop CPU (8x8 digits, a few minutes per task); `quick` in the
 arg shrinks everything for a smoke run.
@@ -16,23 +15,14 @@ import math
 
 import ml_collections
 
-
-def parse_arg(arg, **defaults):
-  """'k1=v1,k2,...' -> dict; a bare key means True (big_vision `parse_arg` style)."""
-  out = dict(defaults)
-  out.setdefault("quick", False)
-  for item in filter(None, (arg or "").split(",")):
-    key, _, value = item.partition("=")
-    if key not in out:
-      raise ValueError(f"unknown config arg {key!r}; known: {sorted(out)}.")
-    out[key] = type(out[key])(value) if value else True
-  return out
+from configs.default import parse_arg  # pylint: disable=unused-import (the family's parser)
 
 
 def get_config(arg=None):
   """Default config; `arg` may contain 'quick'."""
   args = parse_arg(arg)
   c = ml_collections.ConfigDict()
+  c.experiment = "conditional_estimators"
   c.seed = 0
   c.task = "sr4"                  # tasks.make_task name
 

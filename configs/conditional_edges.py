@@ -1,7 +1,6 @@
 """Edge-to-image on the 8x8 digits: y = Canny edge map (scikit-image, sigma 0.5).
 
-  python experiments/conditional_estimators.py \\
-      --config configs/conditional_edges.py --workdir results/conditional
+  python launch.py --config=configs/conditional_edges.py --workdir=results/conditional
 """
 
 from configs import conditional_default

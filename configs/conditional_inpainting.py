@@ -1,7 +1,6 @@
 """Inpainting of the 8x8 digits, one 4x4 box (25 % of the area) or 50 % random pixels.
 
-  python experiments/conditional_estimators.py \\
-      --config configs/conditional_inpainting.py:mask=box --workdir results/conditional
+  python launch.py --config=configs/conditional_inpainting.py:mask=box --workdir=results/conditional
 
 y = [masked image, mask] (hidden pixels set to 0, the mask as a channel).
 Each training image is paired with `pair_repeats` random masks.

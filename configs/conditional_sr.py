@@ -1,9 +1,7 @@
 """Super-resolution x2 / x4 of the 8x8 digits (8 -> 4 or 8 -> 2): CDE vs CDiffE vs MS-CDiffE.
 
-  python experiments/conditional_estimators.py \\
-      --config configs/conditional_sr.py:factor=4 --workdir results/conditional
-  python experiments/conditional_estimators.py \\
-      --config configs/conditional_sr.py:factor=2,quick --workdir /tmp/cond_quick
+  python launch.py --config=configs/conditional_sr.py:factor=4 --workdir=results/conditional
+  python launch.py --config=configs/conditional_sr.py:factor=2,quick --workdir=/tmp/cond_quick
 
 y is the average-pooled image up-sampled back to 8x8 by nearest neighbour (as
 MSDiff feeds its LR input). Expected: CDE and MS-CDiffE close, CDiffE behind

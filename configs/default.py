@@ -8,8 +8,26 @@ command line, e.g. ``--config.optimizer.learning_rate=1e-4``.
 import ml_collections
 
 
+def parse_arg(arg, **defaults):
+  """A config arg 'k1=v1,k2,...' -> dict; a bare key means True (big_vision style).
+
+  Every family's `get_config(arg)` parses its arg with this: the defaults give
+  the known keys and their types ('quick', a smoke-run switch, is always known);
+  an unknown key is an error naming the known ones.
+  """
+  out = dict(defaults)
+  out.setdefault("quick", False)
+  for item in filter(None, (arg or "").split(",")):
+    key, _, value = item.partition("=")
+    if key not in out:
+      raise ValueError(f"unknown config arg {key!r}; known: {sorted(out)}.")
+    out[key] = type(out[key])(value) if value else True
+  return out
+
+
 def get_default_config():
   config = ml_collections.ConfigDict()
+  config.experiment = "vdm"         # what launch.py runs: 'vdm' or experiments/<name>.py.
   config.seed = 0
 
   config.data = data = ml_collections.ConfigDict()

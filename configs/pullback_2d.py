@@ -9,10 +9,8 @@ the ground-truth closed-form ones over random test pairs (maths sheet B.9):
 * ``nf``: the standard flow, A = I and no regulariser;
 * ``anisotropic_nf``: learned A, no regulariser.
 
-  python experiments/pullback_geometry.py --config configs/pullback_2d.py \\
-      --rae_config configs/pullback_rae.py --workdir results/pullback_geometry
-  python experiments/pullback_geometry.py --config configs/pullback_2d.py:quick \\
-      --rae_config configs/pullback_rae.py:quick --workdir /tmp/pullback_quick
+  python launch.py --config=configs/pullback_2d.py --workdir=results/pullback_geometry
+  python launch.py --config=configs/pullback_2d.py:quick --workdir=/tmp/pullback_quick
 
 Expected: ``ours`` has the lowest geodesic error on every data set (paper,
 Table 1: 0.032 / 0.018 / 0.169 vs NF 0.041 / 0.052 / 0.237). Measured with the
@@ -25,6 +23,8 @@ banana). See table.md.
 
 import ml_collections
 
+from configs import default
+
 
 def get_config(arg=None):
   """2-D geodesic config.
@@ -36,8 +36,11 @@ def get_config(arg=None):
   Returns:
     The `ml_collections.ConfigDict`.
   """
-  quick = "quick" in (arg or "")
+  args = default.parse_arg(arg, paper_scale=False)
+  quick = args["quick"]
   c = ml_collections.ConfigDict()
+  c.experiment = "pullback_geometry"
+  c.parts = ("geodesics",)
   c.seed = 0
   c.datasets = ("single_banana", "squeezed_banana", "river")
   c.num_train = 4000 if not quick else 1000    # exact samples (det Dphi = 1)
@@ -50,7 +53,7 @@ def get_config(arg=None):
   c.flow.log_scale_bound = 2.0
   # 'tanh' (expanding or contracting, identity at init) or 'sigmoid' (the
   # paper's contracting s = sigmoid(h + 2) + 1e-3); arg 'paper_scale' sets it.
-  c.flow.scale_type = "sigmoid" if "paper_scale" in (arg or "") else "tanh"
+  c.flow.scale_type = "sigmoid" if args["paper_scale"] else "tanh"
 
   c.loss = ml_collections.ConfigDict()   # defaults; methods override below
   c.loss.lambda_iso = 0.2   # paper's 2-D value

@@ -7,8 +7,8 @@ value, sheet B.5) to the learned variances a and reports the chosen dimension
 against the true k, the reconstruction error and its bound. With
 ``digits=True`` it does the same on the 64-D bundled digits (no ground truth).
 
-  python experiments/pullback_geometry.py --parts rae \\
-      --rae_config configs/pullback_rae.py --workdir results/pullback_geometry
+  python launch.py --config=configs/pullback_rae.py --workdir=results/pullback_geometry
+  python launch.py --config=configs/pullback_rae.py:quick --workdir=/tmp/pullback_quick
 
 Data sets (maths sheet B.8). Sinusoid(k, D) is the issue's family (a
 k-dimensional Gaussian bent into R^D by sines, known phi): Sinusoid(1, 3),
@@ -94,6 +94,8 @@ and the learned a_1 is ~2.1 (true 3).
 
 import ml_collections
 
+from configs import default
+
 # Per-data-set overrides of the shared defaults below: {name: {section: {..}}}.
 # Paper settings (sheet B.6) quoted in the comments; deviations explained in
 # the module docstring.
@@ -132,8 +134,10 @@ PER_DATASET = {
 
 def get_config(arg=None):
   """RAE config; ``arg='quick'`` shrinks it for a smoke run."""
-  quick = "quick" in (arg or "")
+  quick = default.parse_arg(arg)["quick"]
   c = ml_collections.ConfigDict()
+  c.experiment = "pullback_geometry"
+  c.parts = ("rae",)
   c.seed = 0
   c.datasets = (("sinusoid_1_3", "sinusoid_2_3", "sinusoid_2_10",
                  "sinusoid_1_100", "hemisphere_5_20")

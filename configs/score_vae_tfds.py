@@ -4,10 +4,8 @@ Needs the data set already prepared by tensorflow-datasets (no download here).
 Uses a UNet prior, a conv encoder and the paper's latent sizes (384 for
 CIFAR-10, 512 for CelebA; maths sheet 3.2). Hours on one accelerator; not a CPU job.
 
-  python experiments/score_vae.py --config configs/score_vae_tfds.py:cifar10 \\
-      --workdir results/score_vae_cifar10
-  python experiments/score_vae.py --config configs/score_vae_tfds.py:celeb_a \\
-      --workdir results/score_vae_celeba --config.prior.checkpoint=/path/prior
+  python launch.py --config=configs/score_vae_tfds.py:cifar10 --workdir=results/score_vae_cifar10
+  python launch.py --config=configs/score_vae_tfds.py:celeb_a --workdir=results/score_vae_celeba --config.prior.checkpoint=/path/prior
 """
 
 from configs import score_vae_digits

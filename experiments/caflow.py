@@ -21,18 +21,15 @@ For one task config this script
      writes `<workdir>/<task>_caflow_grid.png` and rebuilds `<workdir>/table.md`
      with the estimators' `write_table`.
 
-  python experiments/caflow.py --config configs/caflow.py:task=sr4 \
-      --workdir results/caflow
-  python experiments/caflow.py --config configs/caflow.py:task=inpaint_box \
-      --workdir results/caflow
-  python experiments/caflow.py --config configs/caflow.py:task=edges \
-      --workdir results/caflow
+  python launch.py --config=configs/caflow.py:task=sr4 --workdir=results/caflow
+  python launch.py --config=configs/caflow.py:task=inpaint_box --workdir=results/caflow
+  python launch.py --config=configs/caflow.py:task=edges --workdir=results/caflow
   # smoke run:
-  python experiments/caflow.py --config configs/caflow.py:task=sr2,quick \
-      --workdir /tmp/caflow_quick
+  python launch.py --config=configs/caflow.py:task=sr2,quick --workdir=/tmp/caflow_quick
 
-Run `experiments/conditional_estimators.py` into the same workdir (or copy its
-`<task>.json` files there) to get the diffusion rows in the same table.
+Run the estimators' configs (configs/conditional_*.py) into the same workdir (or
+copy their `<task>.json` files there) to get the diffusion rows in the same
+table.
 
 Reference: Batzolis, Carioni, Etmann, Afyouni, Kourtzi, Schoenlieb. CAFLOW:
 Conditional autoregressive flows. https://arxiv.org/abs/2106.02531, 2021.
@@ -42,24 +39,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# The estimators' driver defines the --config and --workdir flags (absl flags
-# are global and cannot be defined twice); this script reuses them.
-import conditional_estimators as ce  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from vdm_jax import caflow  # pylint: disable=wrong-import-position
-from vdm_jax.conditional import tasks  # pylint: disable=wrong-import-position
-
-flags.FLAGS.set_default("workdir", "results/caflow")
+from experiments import conditional_estimators as ce
+from vdm_jax import caflow
+from vdm_jax.conditional import tasks
 
 
 def build_model(cfg):
@@ -184,18 +172,5 @@ def run(cfg, workdir):
   ce.save_grid(os.path.join(workdir, f"{task.name}_caflow_grid.png"),
                task.name, y_test, grids, x_test, list(grids),
                min(cfg.grid_conditions, len(x_test)))
-  return rows
-
-
-def main(argv):
-  del argv
-  cfg = ce._CONFIG.value  # pylint: disable=protected-access
-  if cfg is None:
-    raise app.UsageError("--config is required (configs/caflow.py:task=...).")
-  workdir = ce._WORKDIR.value  # pylint: disable=protected-access
-  run(cfg, workdir)
   print(ce.write_table(workdir))
-
-
-if __name__ == "__main__":
-  app.run(main)
+  return rows

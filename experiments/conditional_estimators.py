@@ -16,15 +16,12 @@ For one task config this script
      `<workdir>/table.md` from every `<task>.json` in the workdir, so running
      the three task configs into one workdir gives one table.
 
-  python experiments/conditional_estimators.py \
-      --config configs/conditional_sr.py:factor=4 --workdir results/conditional
-  python experiments/conditional_estimators.py \
-      --config configs/conditional_inpainting.py:mask=box --workdir results/conditional
-  python experiments/conditional_estimators.py \
-      --config configs/conditional_edges.py --workdir results/conditional
+  python launch.py --config=configs/conditional_sr.py:factor=4 --workdir=results/conditional
+  python launch.py --config=configs/conditional_inpainting.py:mask=box \
+      --workdir=results/conditional
+  python launch.py --config=configs/conditional_edges.py --workdir=results/conditional
   # smoke run, well under a minute:
-  python experiments/conditional_estimators.py \
-      --config configs/conditional_sr.py:quick --workdir /tmp/cond_quick
+  python launch.py --config=configs/conditional_sr.py:quick --workdir=/tmp/cond_quick
 
 Reference: Batzolis, Stanczuk, Schonlieb, Etmann, Conditional Image Generation
 with Score-Based Diffusion Models, https://arxiv.org/abs/2111.13606, 2021.
@@ -35,21 +32,11 @@ from __future__ import annotations
 import glob
 import json
 import os
-import sys
 import time
 
-# Configs import their base config as `configs.<name>` (as launch.py allows):
-# put the repository root on sys.path before --config is parsed.
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-  sys.path.insert(0, _REPO_ROOT)
-
-from absl import app
-from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 
 from vdm_jax import conditional as cond
@@ -60,11 +47,6 @@ from vdm_jax.models import ScoreMLP
 from vdm_jax.models import UNet
 from vdm_jax.sde import VESDE
 from vdm_jax.sde import samplers
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Task config (configs/conditional_*.py).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", "results/conditional",
-                               "Output directory (JSON, table.md, PNG grids).")
 
 _LABELS = {"cde": "CDE", "cdiffe": "CDiffE", "ms_cdiffe": "MS-CDiffE",
            "caflow": "CAFLOW"}
@@ -383,18 +365,6 @@ def run(cfg, workdir):
   save_grid(os.path.join(workdir, f"{task.name}_grid.png"), task.name, y_test,
             samples, x_test, list(cfg.estimators),
             min(cfg.grid_conditions, len(x_test)))
+  gaussian_bias_table(workdir)
+  print(write_table(workdir))
   return results
-
-
-def main(argv):
-  del argv
-  cfg = _CONFIG.value
-  if cfg is None:
-    raise app.UsageError("--config is required (configs/conditional_*.py).")
-  run(cfg, _WORKDIR.value)
-  print(gaussian_bias_table(_WORKDIR.value))
-  print(write_table(_WORKDIR.value))
-
-
-if __name__ == "__main__":
-  app.run(main)

@@ -1,6 +1,6 @@
 r"""Score-based pullback geometry: learned geodesics and the Riemannian autoencoder.
 
-Part 1 (2-D, ``--config``): for each deformed-Gaussian data set with a known
+Part 1 (2-D, ``configs/pullback_2d.py``): for each deformed-Gaussian data set with a known
 diffeomorphism, trains a RealNVP per method (isometry-regularised anisotropic
 flow "ours", the standard flow "nf", ...), and compares its closed-form
 geodesics phi^{-1}((1-t) phi(x) + t phi(y)) with the ground-truth ones on
@@ -8,19 +8,20 @@ random test pairs: geodesic error (1/100) sum_i ||gamma_hat(t_i) - gamma(t_i)||
 and variation error (y -> y + 0.1 xi), mean (std) (maths sheet B.9). PNGs show
 the geodesics over the true density.
 
-Part 2 (high-D, ``--rae_config``): trains "ours" on Sinusoid(k, D) and
+Part 2 (high-D, ``configs/pullback_rae.py``): trains "ours" on Sinusoid(k, D) and
 Hemisphere(k, D) sets, each with its own hyperparameters
 (``configs/pullback_rae.py``: ``per_dataset``), applies the epsilon rule to the
 learned variances, and reports the RAE dimension against the true k and a
 reference dimension, the reconstruction error and its bound; optionally on the
 digits.
 
-  python experiments/pullback_geometry.py --config configs/pullback_2d.py \
-      --rae_config configs/pullback_rae.py --workdir results/pullback_geometry
-  python experiments/pullback_geometry.py --config configs/pullback_2d.py:quick \
-      --rae_config configs/pullback_rae.py:quick --workdir /tmp/pullback_quick
+  python launch.py --config=configs/pullback_2d.py --workdir=results/pullback_geometry
+  python launch.py --config=configs/pullback_rae.py --workdir=results/pullback_geometry
+  python launch.py --config=configs/pullback_2d.py:quick --workdir=/tmp/pullback_quick
+  python launch.py --config=configs/pullback_rae.py:quick --workdir=/tmp/pullback_quick
 
-Writes results.json, table.md and PNGs to --workdir and prints the tables.
+Writes results.json, table.md (both parts, whichever ran into the workdir) and
+PNGs to the workdir and prints the tables.
 
 Reference: Diepeveen, Batzolis, Shumaylov, Schoenlieb. Score-based pullback
 Riemannian geometry. https://arxiv.org/abs/2410.01950, 2024.
@@ -30,14 +31,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
-from absl import app
-from absl import flags
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 
 from vdm_jax.geometry import flows
@@ -46,20 +43,8 @@ from vdm_jax.geometry import pullback
 from vdm_jax.geometry import rae
 from vdm_jax.geometry import toy_densities
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "configs"))
-import pullback_2d  # noqa: E402  pylint: disable=g-import-not-at-top
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "2-D geodesic config (configs/pullback_2d.py).",
-    lock_config=False)
-_RAE_CONFIG = config_flags.DEFINE_config_file(
-    "rae_config", None, "RAE config (configs/pullback_rae.py).",
-    lock_config=False)
-_WORKDIR = flags.DEFINE_string("workdir", "results/pullback_geometry",
-                               "Output directory.")
-_PARTS = flags.DEFINE_list("parts", ["geodesics", "rae"],
-                           "Which parts to run: geodesics, rae.")
+from configs import pullback_2d
+from configs import pullback_rae
 
 
 # ----------------------------------------------------------------------------
@@ -193,7 +178,6 @@ def _digits_arrays(seed):
 
 
 def run_rae(config, workdir):
-  import pullback_rae  # pylint: disable=g-import-not-at-top
   del workdir
   rows = []
   for di, name in enumerate(list(config.datasets) +
@@ -298,25 +282,28 @@ def _tables(geo_rows, rae_rows):
   return "\n".join(out)
 
 
-def main(argv):
-  del argv
-  workdir = _WORKDIR.value
+def run(config, workdir):
+  """Runs the parts in ``config.parts`` ('geodesics': a `pullback_2d` config,
+  'rae': a `pullback_rae` config) and merges their rows into the workdir's
+  results.json and table.md, so the two configs can be run into one workdir."""
   os.makedirs(workdir, exist_ok=True)
-  geo_rows, rae_rows = [], []
-  if "geodesics" in _PARTS.value:
-    config = _CONFIG.value or pullback_2d.get_config()
-    geo_rows = run_geodesics(config, workdir)
-  if "rae" in _PARTS.value:
-    import pullback_rae  # pylint: disable=g-import-not-at-top
-    config = _RAE_CONFIG.value or pullback_rae.get_config()
-    rae_rows = run_rae(config, workdir)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump({"geodesics": geo_rows, "rae": rae_rows}, f, indent=1)
-  table = _tables(geo_rows, rae_rows)
+  path = os.path.join(workdir, "results.json")
+  results = {"geodesics": [], "rae": []}
+  if os.path.exists(path):
+    with open(path) as f:
+      results.update(json.load(f))
+  for part in config.parts:
+    if part == "geodesics":
+      results["geodesics"] = run_geodesics(config, workdir)
+    elif part == "rae":
+      results["rae"] = run_rae(config, workdir)
+    else:
+      raise ValueError(f"config.parts may hold 'geodesics' and 'rae', got {part!r}.")
+  with open(path, "w") as f:
+    json.dump(results, f, indent=1)
+  table = _tables(results["geodesics"], results["rae"])
   with open(os.path.join(workdir, "table.md"), "w") as f:
     f.write(table)
   print(table)
-
-
-if __name__ == "__main__":
-  app.run(main)
+  return {"table": os.path.join(workdir, "table.md"),
+          "parts": ",".join(config.parts)}

@@ -25,10 +25,8 @@ ScoreVAE decodes z = encoder mean (t = 0) by Euler-Maruyama on the reverse SDE
 (a draw from p(x | z)), ending with Tweedie's E[x_0 | x_tmin, z]; optional rows
 add the probability-flow ODE (Heun) and guidance scales gamma != 1.
 
-  python experiments/score_vae.py --config configs/score_vae_digits.py \
-      --workdir results/score_vae_digits
-  python experiments/score_vae.py --config configs/score_vae_digits.py:quick \
-      --workdir /tmp/score_vae_quick
+  python launch.py --config=configs/score_vae_digits.py --workdir=results/score_vae_digits
+  python launch.py --config=configs/score_vae_digits.py:quick --workdir=/tmp/score_vae_quick
 
 Reference: Batzolis, Stanczuk, Schonlieb, Score-based Diffusion Variational
 Autoencoder (ScoreVAE), https://arxiv.org/abs/2304.12141, 2023.
@@ -39,22 +37,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 
-# Configs import their base config as `configs.<name>` (as launch.py allows):
-# put the repository root on sys.path before --config is parsed.
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-  sys.path.insert(0, _REPO_ROOT)
-
-from absl import app
 from absl import logging
-from absl import flags
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 import optax
 
@@ -66,12 +54,6 @@ from vdm_jax.score_vae import metrics
 from vdm_jax.score_vae import training as score_vae_training
 from vdm_jax.sde import ScheduleVPSDE
 from vdm_jax.sde import VPSDE
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file (configs/score_vae_*.py).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", "results/score_vae",
-                               "Output directory (tables, PNGs, checkpoint).")
-
 
 # ------------------------------------------------------------------ data -----
 def load_data(cfg):
@@ -207,13 +189,11 @@ def train_or_load_prior(config, sde, xtr, workdir, rng):
 def load_vdm_config(path):
   """`get_config()` of a training-system config file (e.g. configs/vdm_digits.py)."""
   import importlib.util  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   path = os.path.abspath(path)
   if not os.path.exists(path):
     raise ValueError(f"prior.vdm_config {path} does not exist.")
-  root = os.path.dirname(os.path.dirname(path))   # configs/ imports `configs.*`
-  if root not in sys.path:
-    sys.path.insert(0, root)
+  # Config files import `configs.<base>`: the repository root is on the path
+  # wherever experiments are importable (launch.py, tests).
   spec = importlib.util.spec_from_file_location("_score_vae_prior_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -716,13 +696,3 @@ def run(config, workdir):
   print(table)
   print(json.dumps({"per_run": extra, "timings_s": timings}, indent=1))
   return results
-
-
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
-  run(_CONFIG.value, _WORKDIR.value)
-
-
-if __name__ == "__main__":
-  app.run(main)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests import drivers
+from experiments import conditional_estimators
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,8 +19,7 @@ def _load(path, name):
 
 
 def _driver():
-  return drivers.load_driver("experiments/conditional_estimators.py",
-                             "cond_driver")
+  return conditional_estimators
 
 
 def test_configs_build_and_reject_bad_args():

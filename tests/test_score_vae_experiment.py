@@ -6,13 +6,13 @@ import os
 import numpy as np
 import pytest
 
-from tests import drivers
+from experiments import score_vae
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _experiment():
-  return drivers.load_driver("experiments/score_vae.py", "_score_vae_experiment")
+  return score_vae
 
 
 def _config(arg=None):
