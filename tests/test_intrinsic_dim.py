@@ -262,3 +262,34 @@ def test_sphere_product_geometry_and_bad_inputs():
     manifolds.sphere_product((0, 2), 9)
   with pytest.raises(ValueError, match="radii"):
     manifolds.sphere_product((1, 1), 9, radii=(1.0, -1.0))
+
+
+def test_jacobian_reading_of_a_linear_score_is_the_normal_projector():
+  # s(z) = -P_perp z / sigma^2: A = P_perp exactly, eigenvalues 1 (D - k) and 0 (k).
+  m = manifolds.linear_subspace(3, 9, noise=0.0)
+  u = m.params["basis"]
+  score = lambda z, t: -(z - (z @ u) @ u.T) / SIGMA ** 2
+  x = m.sample(jax.random.key(0), 2)
+  ev = jax.jit(lambda x: idm.jacobian_spectra(score, x, t=0.0, sigma=SIGMA,
+                                              chunk_size=4))(x)
+  np.testing.assert_allclose(ev, np.tile([1.0] * 6 + [0.0] * 3, (2, 1)), atol=1e-5)
+
+
+def test_jacobian_reading_on_a_curved_product_at_a_coarse_noise_level():
+  # At sigma / r = 0.14 the score matrix's rows sit where the tangent
+  # eigenvalues are O(sigma / r) (its threshold rule reads one as normal at one
+  # of these anchors); A at the anchor keeps them at O(sigma^2 / r^2).
+  m = manifolds.sphere_product((3, 1), 12, seed=5)
+  sigma = 0.14
+  x = m.sample(jax.random.key(0), 3)
+  est = idm.estimate_intrinsic_dim(_product_score(m, sigma), x, jax.random.key(1),
+                                   t=0.0, sigma=sigma, method="jacobian",
+                                   rule="log_gap", floor=1e-2)
+  np.testing.assert_array_equal(est.per_point, 4)
+  ev = np.asarray(est.spectra)
+  assert np.all(ev[:, :8] > 0.9) and np.all(np.abs(ev[:, 8:]) < 0.05), ev
+  with pytest.raises(ValueError, match="method"):
+    idm.estimate_intrinsic_dim(_product_score(m), x, jax.random.key(1), t=0.0,
+                               sigma=SIGMA, method="hessian")
+  with pytest.raises(ValueError, match="floor"):
+    idm.normal_dim_from_spectrum(ev, rule="log_gap", floor=0.0)
