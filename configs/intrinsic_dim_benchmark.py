@@ -7,12 +7,9 @@ log-SNR band, estimates the dimension at test anchors from score spectra
 (maths sheet A.2-A.3) and compares with PPCA, Levina-Bickel MLE (m = 5, 20),
 TwoNN and local PCA:
 
-  python experiments/intrinsic_dimension.py \\
-      --config configs/intrinsic_dim_benchmark.py --workdir results/intrinsic_dim
-  python experiments/intrinsic_dimension.py \\
-      --config configs/intrinsic_dim_benchmark.py:quick --workdir /tmp/id_quick
-  python experiments/intrinsic_dimension.py \\
-      --config configs/intrinsic_dim_benchmark.py:paper --workdir results/id_paper
+  python launch.py --config=configs/intrinsic_dim_benchmark.py --workdir=results/intrinsic_dim
+  python launch.py --config=configs/intrinsic_dim_benchmark.py:quick --workdir=/tmp/id_quick
+  python launch.py --config=configs/intrinsic_dim_benchmark.py:paper --workdir=results/id_paper
 
 Measured (default, MLP sets, 2 shared CPU cores; results/intrinsic_dim_vectors):
 score estimate (mode over 6 anchors) 11 / 51 / 5 / 3 on the 10-sphere,
@@ -30,6 +27,8 @@ training sets and longer training (hours on a CPU; use an accelerator).
 
 import ml_collections
 
+from configs import default
+
 
 def _dataset(kind, true_dim, **kw):
   d = ml_collections.ConfigDict()
@@ -45,6 +44,9 @@ def _dataset(kind, true_dim, **kw):
   d.batch_size = kw.pop("batch_size", 256)
   # Evaluation log-SNR for this set; None: estimator.gamma_eval.
   d.gamma_eval = kw.pop("gamma_eval", None)
+  # Training log-SNR band (gamma_min, gamma_max) for this set; None: train.*.
+  d.gamma_band = kw.pop("gamma_band", None)
+  d.sphere_dims = kw.pop("sphere_dims", ())   # sphere_product only
   if kw:
     raise ValueError(f"unknown dataset fields {sorted(kw)}")
   return d
@@ -60,9 +62,11 @@ def get_config(arg=None):
   Returns:
     The `ml_collections.ConfigDict`.
   """
-  arg = arg or ""
-  quick, paper = "quick" in arg, "paper" in arg
+  args = default.parse_arg(arg, paper=False)
+  quick, paper = args["quick"], args["paper"]
   c = ml_collections.ConfigDict()
+  c.experiment = "intrinsic_dimension"
+  c.only = ()                   # run only these data sets (keys of `datasets`).
   c.seed = 0
   c.num_train = 50_000 if paper else (2000 if quick else 20_000)
   c.num_anchors = 50 if paper else (2 if quick else 6)   # paper: 5 (synthetic), 50 (MNIST)
@@ -91,6 +95,9 @@ def get_config(arg=None):
   c.estimator.perturbation_factor = 4   # K = factor * D (paper: ~4 D)
   c.estimator.rule = "gap"
   c.estimator.chunk_size = 512
+  # Also reported: the Jacobian reading (eigenvalues of -sigma^2 sym grad s at
+  # alpha x0, log-gap with this floor), from the same model.
+  c.estimator.jacobian_floor = 1e-2
 
   c.unet = ml_collections.ConfigDict()
   c.unet.ch = 32
@@ -120,6 +127,19 @@ def get_config(arg=None):
   c.datasets.squares100 = _dataset("squares", 100, num_steps=16000,
                                    gamma_eval=-7.0, **img)
   c.datasets.digits = _dataset("digits", -1, num_steps=2000)
+  # Curved sets whose linear span exceeds k (one curvature normal per factor).
+  # On the [-10, -3] band the MLP learns only the projection onto the span (its
+  # loss stays at the best linear denoiser's, and the estimate is the span at
+  # every gamma); on [-6, -3] it learns the curvature normals of small sets,
+  # read at gamma -4.5 (sigma / alpha 0.105 of a unit radius).
+  curved = dict(gamma_band=(-6.0, -3.0), gamma_eval=-4.5)
+  c.datasets.torus2_R8 = _dataset("sphere_product", 2, ambient_dim=8,
+                                  sphere_dims=(1, 1), **curved)
+  c.datasets.torus6_R32 = _dataset("sphere_product", 6, ambient_dim=32,
+                                   sphere_dims=(1,) * 6, num_steps=8000, **curved)
+  c.datasets.spheres3x3x3_R32 = _dataset("sphere_product", 9, ambient_dim=32,
+                                         sphere_dims=(3, 3, 3), num_steps=8000,
+                                         **curved)
   if paper:
     c.datasets.squares20 = _dataset("squares", 20, num_steps=1500, **img)
   return c

@@ -10,11 +10,9 @@ VP kernel at gamma_eval), run the classical baselines on the training points
 * ``spectra_<name>.png``: normalised score spectra of the anchors (log scale),
   the chosen gap marked.
 
-  python experiments/intrinsic_dimension.py \
-      --config configs/intrinsic_dim_benchmark.py --workdir results/intrinsic_dim
-  python experiments/intrinsic_dimension.py \
-      --config configs/intrinsic_dim_benchmark.py:quick --workdir /tmp/id_quick \
-      --only sphere10,squares10
+  python launch.py --config=configs/intrinsic_dim_benchmark.py --workdir=results/intrinsic_dim
+  python launch.py --config=configs/intrinsic_dim_benchmark.py:quick --workdir=/tmp/id_quick \
+      --config.only=sphere10,squares10
 
 Reference: Stanczuk, Batzolis, Deveney, Schonlieb, Your diffusion model
 secretly knows the dimension of the data manifold,
@@ -27,11 +25,8 @@ import json
 import os
 import time
 
-from absl import app
-from absl import flags
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 
 from vdm_jax.geometry import baselines
@@ -40,14 +35,6 @@ from vdm_jax.geometry import manifolds
 from vdm_jax.geometry import score_training
 from vdm_jax.models import ScoreMLP
 from vdm_jax.models import UNet
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file (configs/intrinsic_dim_benchmark.py).",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", "results/intrinsic_dim",
-                               "Output directory (table.md, results.json, PNGs).")
-_ONLY = flags.DEFINE_list("only", [], "Run only these data sets (config keys).")
-
 
 def make_data(name, d, num, seed):
   """Returns (train `[N, ...]`, anchors `[A, ...]`, true dim) as float32 numpy."""
@@ -64,6 +51,11 @@ def make_data(name, d, num, seed):
     m = manifolds.linear_subspace(d.true_dim, d.ambient_dim, noise=d.noise, seed=seed)
   elif d.kind == "swiss_roll":
     m = manifolds.swiss_roll(d.ambient_dim, seed=seed)
+  elif d.kind == "sphere_product":
+    m = manifolds.sphere_product(tuple(d.sphere_dims), d.ambient_dim, seed=seed)
+    if m.intrinsic_dim != d.true_dim:
+      raise ValueError(f"{name}: true_dim {d.true_dim} != sum(sphere_dims) "
+                       f"{m.intrinsic_dim}.")
   elif d.kind == "squares":
     m = manifolds.squares(d.true_dim, image_size=d.image_size)
   else:
@@ -118,6 +110,7 @@ def run_dataset(name, d, cfg, workdir):
   x_anchor = anchors[:cfg.num_anchors].reshape((-1,) + x_train.shape[1:])
 
   tc = cfg.train
+  gmin, gmax = (tc.gamma_min, tc.gamma_max) if d.gamma_band is None else d.gamma_band
   steps = max(tc.steps_per_call, int(d.num_steps * tc.step_scale))
   print(f"[{name}] N = {len(train)}, D = {ambient}, true k = {true_dim}; "
         f"training {d.model} for {steps} steps", flush=True)
@@ -125,16 +118,16 @@ def run_dataset(name, d, cfg, workdir):
       model, x_train, jax.random.key(cfg.seed), num_steps=steps,
       batch_size=d.batch_size, learning_rate=d.learning_rate,
       warmup_steps=tc.warmup_steps, ema_decay=tc.ema_decay,
-      gamma_min=tc.gamma_min, gamma_max=tc.gamma_max,
+      gamma_min=gmin, gamma_max=gmax,
       parameterization=tc.parameterization, steps_per_call=tc.steps_per_call)
   t_train = time.time() - t_start
 
   score_fn = score_training.make_score_fn(
-      model, state.ema_params, gamma_min=tc.gamma_min, gamma_max=tc.gamma_max,
+      model, state.ema_params, gamma_min=gmin, gamma_max=gmax,
       parameterization=tc.parameterization)
   ge = cfg.estimator.gamma_eval if d.gamma_eval is None else d.gamma_eval
   alpha, sigma = intrinsic_dim.vp_kernel(ge)
-  t0 = score_training.time_for_gamma(ge, gamma_min=tc.gamma_min, gamma_max=tc.gamma_max)
+  t0 = score_training.time_for_gamma(ge, gamma_min=gmin, gamma_max=gmax)
   est = intrinsic_dim.estimate_intrinsic_dim(
       score_fn, jnp.asarray(x_anchor), jax.random.key(cfg.seed + 1), t=t0,
       sigma=float(sigma), alpha=float(alpha),
@@ -142,6 +135,10 @@ def run_dataset(name, d, cfg, workdir):
       rule=cfg.estimator.rule, chunk_size=cfg.estimator.chunk_size)
   alt = {rule: intrinsic_dim.summarise_spectra(est.spectra, ambient_dim=ambient, rule=rule)
          for rule in ("log_gap", "threshold")}
+  jac = intrinsic_dim.estimate_intrinsic_dim(
+      score_fn, jnp.asarray(x_anchor), jax.random.key(cfg.seed + 1), t=t0,
+      sigma=float(sigma), alpha=float(alpha), method="jacobian", rule="log_gap",
+      floor=cfg.estimator.jacobian_floor, chunk_size=cfg.estimator.chunk_size)
   t_est = time.time() - t_start - t_train
 
   rs = np.random.default_rng(cfg.seed)
@@ -158,41 +155,44 @@ def run_dataset(name, d, cfg, workdir):
       "score_gap_ratio_median": float(np.median(np.asarray(est.gap_ratio))),
       "score_log_gap_mode": int(alt["log_gap"].dimension),
       "score_threshold_mode": int(alt["threshold"].dimension),
+      "jacobian_mode": int(jac.dimension),
+      "jacobian_per_anchor": np.asarray(jac.per_point).tolist(),
+      "gamma_band": [float(gmin), float(gmax)],
       **{k: float(v) for k, v in classical.items()},
       "gamma_eval": float(ge),
       "final_loss_nats": float(losses[-1]), "train_steps": steps,
       "model": d.model, "seconds_train": round(t_train, 1),
       "seconds_estimate": round(t_est, 1),
   }
-  print(f"[{name}] {json.dumps({k: v for k, v in row.items() if k != 'score_per_anchor'})}",
+  print(f"[{name}] {json.dumps({k: v for k, v in row.items() if not k.endswith('per_anchor')})}",
         flush=True)
   return row
 
 
 def markdown_table(rows, baseline_names):
   head = ["data set", "D", "true k", "score (mode)", "score (mean)", "log-gap",
-          "threshold"] + list(baseline_names)
+          "threshold", "Jacobian"] + list(baseline_names)
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
     k = r["true_dim"]
     cells = [r["dataset"], str(r["ambient_dim"]), str(k) if k > 0 else "?",
              str(r["score_mode"]), f"{r['score_mean']:.1f}",
-             str(r["score_log_gap_mode"]), str(r["score_threshold_mode"])]
+             str(r["score_log_gap_mode"]), str(r["score_threshold_mode"]),
+             str(r["jacobian_mode"])]
     cells += [f"{r[b]:.2f}" if not float(r[b]).is_integer() else str(int(r[b]))
               for b in baseline_names]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
-def main(argv):
-  del argv
-  cfg = _CONFIG.value
-  workdir = _WORKDIR.value
+def run(cfg, workdir):
+  """Every data set of the config (or of ``cfg.only``): table.md, results.json, spectra PNGs."""
   os.makedirs(workdir, exist_ok=True)
-  names = [n for n in cfg.datasets.keys() if not _ONLY.value or n in _ONLY.value]
-  if _ONLY.value and set(_ONLY.value) - set(names):
-    raise ValueError(f"--only names {sorted(set(_ONLY.value) - set(names))} are not "
-                     f"in the config ({sorted(cfg.datasets.keys())}).")
+  only = list(cfg.only)
+  names = [n for n in cfg.datasets.keys() if not only or n in only]
+  if only and set(only) - set(names):
+    raise ValueError(f"config.only names {sorted(set(only) - set(names))} that are "
+                     f"not in the config ({sorted(cfg.datasets.keys())}).")
   rows = [run_dataset(n, cfg.datasets[n], cfg, workdir) for n in names]
   table = markdown_table(rows, list(cfg.baselines))
   with open(os.path.join(workdir, "results.json"), "w") as f:
@@ -200,7 +200,4 @@ def main(argv):
   with open(os.path.join(workdir, "table.md"), "w") as f:
     f.write(table + "\n")
   print(table)
-
-
-if __name__ == "__main__":
-  app.run(main)
+  return {"table": os.path.join(workdir, "table.md"), "datasets": ",".join(names)}

@@ -191,3 +191,105 @@ def test_generators_have_the_stated_geometry():
   np.testing.assert_allclose(r - r3 @ roll.params["embedding"].T, 0.0, atol=1e-5)
   with pytest.raises(ValueError, match="ambient_dim must exceed"):
     manifolds.linear_subspace(5, 5)
+
+
+# ---------------------------------------------------------------------------
+# Curved manifolds whose linear span exceeds their dimension.
+# ---------------------------------------------------------------------------
+def _product_score(m, sigma=SIGMA):
+  return lambda z, t: manifolds.sphere_product_score(z, sigma, **m.params)
+
+
+def test_sphere_product_score_matches_finite_differences_of_quadrature_density():
+  # Two circles of radii 0.8 and 1.3 in R^5: log p_sigma by quadrature over
+  # both angles (no factorisation assumed), differentiated numerically.
+  sigma = 0.3
+  m = manifolds.sphere_product((1, 1), 5, radii=(0.8, 1.3), seed=2)
+  q = np.asarray(m.params["embedding"], np.float64)
+  th = np.linspace(0.0, 2 * np.pi, 500, endpoint=False)
+  a, b = np.meshgrid(th, th, indexing="ij")
+  pts = np.stack([0.8 * np.cos(a), 0.8 * np.sin(a), 1.3 * np.cos(b),
+                  1.3 * np.sin(b)], -1).reshape(-1, 4) @ q.T
+
+  def log_p(x):
+    return scipy.special.logsumexp(-np.sum((x - pts) ** 2, -1) / (2 * sigma ** 2))
+
+  x = np.asarray(m.sample(jax.random.key(0), 1)[0], np.float64)
+  x = x + 0.2 * np.random.RandomState(0).randn(5)
+  h = 1e-4
+  fd = np.array([(log_p(x + h * e) - log_p(x - h * e)) / (2 * h) for e in np.eye(5)])
+  got = manifolds.sphere_product_score(jnp.asarray(x[None], jnp.float32), sigma,
+                                       **m.params)[0]
+  np.testing.assert_allclose(got, fd, rtol=1e-3, atol=1e-3)
+
+
+def test_one_factor_product_is_the_sphere():
+  m = manifolds.sphere_product((3,), 9, seed=4)
+  z = m.sample(jax.random.key(0), 5) + 0.05 * jax.random.normal(jax.random.key(1), (5, 9))
+  np.testing.assert_allclose(
+      _product_score(m, 0.05)(z, 0.0),
+      manifolds.sphere_score(z, 0.05, embedding=m.params["embedding"]),
+      rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("dims,d,radii", [((1, 1, 1), 10, 1.0),
+                                          ((2, 2), 12, 1.0),
+                                          ((1, 3), 14, (0.5, 2.0))])
+def test_exact_score_on_curved_products_gives_k_not_the_span(dims, d, radii):
+  m = manifolds.sphere_product(dims, d, radii=radii, seed=len(dims))
+  k, span = sum(dims), sum(dims) + len(dims)
+  x = m.sample(jax.random.key(0), 3)
+  assert np.linalg.matrix_rank(np.asarray(m.sample(jax.random.key(2), 200)),
+                               tol=1e-3) == span
+  est = idm.estimate_intrinsic_dim(_product_score(m), x, jax.random.key(1),
+                                   t=0.0, sigma=SIGMA)
+  np.testing.assert_array_equal(est.per_point, k)
+  for rule in ("log_gap", "threshold"):
+    other = idm.summarise_spectra(est.spectra, ambient_dim=d, rule=rule)
+    np.testing.assert_array_equal(other.per_point, k)
+
+
+def test_sphere_product_geometry_and_bad_inputs():
+  m = manifolds.flat_torus(4, 11, radius=0.7, seed=1)
+  assert m.intrinsic_dim == 4 and m.name == "torus4_R11"
+  x = np.asarray(m.sample(jax.random.key(0), 100)) @ np.asarray(m.params["embedding"])
+  np.testing.assert_allclose(np.linalg.norm(x.reshape(100, 4, 2), axis=-1), 0.7,
+                             rtol=1e-5)
+  assert manifolds.sphere_product((3, 1), 8).name == "spheres3x1_R8"
+  with pytest.raises(ValueError, match="linear span"):
+    manifolds.sphere_product((3, 3), 7)
+  with pytest.raises(ValueError, match="sphere_dims"):
+    manifolds.sphere_product((0, 2), 9)
+  with pytest.raises(ValueError, match="radii"):
+    manifolds.sphere_product((1, 1), 9, radii=(1.0, -1.0))
+
+
+def test_jacobian_reading_of_a_linear_score_is_the_normal_projector():
+  # s(z) = -P_perp z / sigma^2: A = P_perp exactly, eigenvalues 1 (D - k) and 0 (k).
+  m = manifolds.linear_subspace(3, 9, noise=0.0)
+  u = m.params["basis"]
+  score = lambda z, t: -(z - (z @ u) @ u.T) / SIGMA ** 2
+  x = m.sample(jax.random.key(0), 2)
+  ev = jax.jit(lambda x: idm.jacobian_spectra(score, x, t=0.0, sigma=SIGMA,
+                                              chunk_size=4))(x)
+  np.testing.assert_allclose(ev, np.tile([1.0] * 6 + [0.0] * 3, (2, 1)), atol=1e-5)
+
+
+def test_jacobian_reading_on_a_curved_product_at_a_coarse_noise_level():
+  # At sigma / r = 0.14 the score matrix's rows sit where the tangent
+  # eigenvalues are O(sigma / r) (its threshold rule reads one as normal at one
+  # of these anchors); A at the anchor keeps them at O(sigma^2 / r^2).
+  m = manifolds.sphere_product((3, 1), 12, seed=5)
+  sigma = 0.14
+  x = m.sample(jax.random.key(0), 3)
+  est = idm.estimate_intrinsic_dim(_product_score(m, sigma), x, jax.random.key(1),
+                                   t=0.0, sigma=sigma, method="jacobian",
+                                   rule="log_gap", floor=1e-2)
+  np.testing.assert_array_equal(est.per_point, 4)
+  ev = np.asarray(est.spectra)
+  assert np.all(ev[:, :8] > 0.9) and np.all(np.abs(ev[:, 8:]) < 0.05), ev
+  with pytest.raises(ValueError, match="method"):
+    idm.estimate_intrinsic_dim(_product_score(m), x, jax.random.key(1), t=0.0,
+                               sigma=SIGMA, method="hessian")
+  with pytest.raises(ValueError, match="floor"):
+    idm.normal_dim_from_spectrum(ev, rule="log_gap", floor=0.0)

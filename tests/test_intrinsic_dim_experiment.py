@@ -6,12 +6,11 @@ import os
 import pytest
 
 from configs import intrinsic_dim_benchmark
-from tests import drivers
+from experiments import intrinsic_dimension
 
 
 def _experiment():
-  return drivers.load_driver("experiments/intrinsic_dimension.py",
-                             "_intrinsic_dim_experiment")
+  return intrinsic_dimension
 
 
 def test_unknown_dataset_field_raises():

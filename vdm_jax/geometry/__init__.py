@@ -9,6 +9,7 @@ from vdm_jax.geometry import manifolds
 from vdm_jax.geometry import score_training
 from vdm_jax.geometry.intrinsic_dim import IntrinsicDimEstimate
 from vdm_jax.geometry.intrinsic_dim import estimate_intrinsic_dim
+from vdm_jax.geometry.intrinsic_dim import jacobian_spectra
 from vdm_jax.geometry.intrinsic_dim import normal_dim_from_spectrum
 from vdm_jax.geometry.intrinsic_dim import score_spectra
 from vdm_jax.geometry.intrinsic_dim import singular_spectrum
@@ -34,6 +35,7 @@ __all__ = [
     "IntrinsicDimEstimate",
     "baselines",
     "estimate_intrinsic_dim",
+    "jacobian_spectra",
     "manifolds",
     "normal_dim_from_spectrum",
     "score_spectra",

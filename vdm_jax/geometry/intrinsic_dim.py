@@ -42,6 +42,31 @@ algorithm box of the paper does not centre; both give the same answer on the
 closed-form tests). Hence K >= D + 1 perturbations are needed for the matrix to
 have D informative singular values; the paper uses K ~ 4D.
 
+Second reading (`method='jacobian'`): the spectrum of the normalised,
+symmetrised Jacobian of the score at the (scaled) anchor itself,
+
+.. math::
+
+  A(x_0) = -\\tfrac{\\sigma^2}{2} \\big(\\nabla s + \\nabla s^T\\big)(\\alpha x_0, t_0),
+  \\qquad \\lambda_1 \\ge \\ldots \\ge \\lambda_D = \\mathrm{eig}(A).
+
+Near M, log p_t(z) ~ -||z - alpha pi(z / alpha)||^2 / (2 sigma^2), so A tends
+to the projector onto N_{x0}M: normal eigenvalues -> 1, tangential ones
+O(sigma^2 / R^2) at the anchor (R the curvature radius) and O(sigma / R) at a
+point sigma away from M. The score matrix is, to first order, sigma J eps_i,
+so it reads the same operator through K random probes, but (i) it adds a
+Marchenko-Pastur spread of (1 +- sqrt(D / K)) to every value, and (ii) its
+rows sit sigma away from M, where the tangent eigenvalues are O(sigma / R);
+reading A at the anchor removes both, so a larger sigma (one at which a
+learned score resolves the curvature normals) can be used. The scale of A is
+known (normal = 1), which gives the rule
+
+* ``'log_gap'`` with a floor f: n = argmax_i log(max(lambda_i, f) /
+  max(lambda_{i+1}, f)), eigenvalues below f being read as tangential (their
+  ratios are then 1). A learned score that resolves the curvature normals only
+  partly (lambda ~ 0.2 there, 1 off the span, 0.003 on the tangents) is read
+  right by it, where the largest absolute gap lands between 1 and 0.2.
+
 References:
   Stanczuk, Batzolis, Deveney, Schonlieb. Your diffusion model secretly knows
   the dimension of the data manifold. https://arxiv.org/abs/2212.12611, 2022
@@ -64,6 +89,7 @@ from vdm_jax import schedules
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 RULES = ("gap", "log_gap", "threshold")
+METHODS = ("score_matrix", "jacobian")
 
 
 class IntrinsicDimEstimate(NamedTuple):
@@ -169,7 +195,7 @@ def singular_spectrum(scores, *, centre: bool = True):
 
 
 def normal_dim_from_spectrum(spectrum, *, rule: str = "gap",
-                             threshold: float = 0.1):
+                             threshold: float = 0.1, floor: float | None = None):
   """The normal dimension n (values above the gap) from sorted spectra.
 
   .. math::
@@ -184,6 +210,9 @@ def normal_dim_from_spectrum(spectrum, *, rule: str = "gap",
     spectrum: `[..., M]` singular values sorted descending (M >= 2).
     rule: 'gap', 'log_gap' or 'threshold'.
     threshold: tau for rule='threshold', in (0, 1).
+    floor: for 'log_gap', values below `floor` are raised to it first, so a
+      tail of near-zero (or negative Jacobian) values has ratio 1 (default:
+      the smallest positive float32).
 
   Returns:
     (n `[...]` int32, gap_ratio `[...]` float32 = s_n / s_{n+1}; inf where
@@ -197,7 +226,9 @@ def normal_dim_from_spectrum(spectrum, *, rule: str = "gap",
   if rule == "gap":
     n = jnp.argmax(s[..., :-1] - s[..., 1:], axis=-1) + 1
   elif rule == "log_gap":
-    tiny = jnp.finfo(jnp.float32).tiny
+    tiny = jnp.finfo(jnp.float32).tiny if floor is None else floor
+    if not tiny > 0:
+      raise ValueError(f"floor must be > 0, got {floor}.")
     logs = jnp.log(jnp.maximum(s, tiny))
     n = jnp.argmax(logs[..., :-1] - logs[..., 1:], axis=-1) + 1
   else:
@@ -244,6 +275,48 @@ def score_spectra(score_fn: ScoreFn, rng, x, *, t, sigma, alpha=1.0,
   return jax.lax.map(one, (keys, x), batch_size=anchor_batch)
 
 
+def jacobian_spectra(score_fn: ScoreFn, x, *, t, sigma, alpha=1.0,
+                     chunk_size: int = 256, anchor_batch: int = 1):
+  """Eigenvalues of the normalised score Jacobian at N anchors; pure, jittable.
+
+  .. math::
+
+    A(x_0) = -\\tfrac{\\sigma^2}{2} (J + J^T), \\quad
+    J = \\nabla_z s(z, t_0) |_{z = \\alpha x_0},
+
+  whose eigenvalues tend to 1 on N_{x0}M and 0 on T_{x0}M as sigma -> 0
+  (Stanczuk et al. 2022, the normal-bundle picture behind their estimator).
+
+  Args:
+    score_fn: ``score_fn(z [B, ...], t) -> [B, ...]``, the score itself (its
+      scale matters here, unlike for the score matrix: an eps model must be
+      divided by -sigma first).
+    x: `[N, ...]` anchors.
+    t: scalar time passed to `score_fn`.
+    sigma, alpha: the forward kernel at t (z = alpha x0 is where J is taken).
+    chunk_size: Jacobian columns (JVPs) per vectorised batch.
+    anchor_batch: anchors processed together.
+
+  Returns:
+    `[N, D]` eigenvalues of A, each row sorted descending.
+  """
+  shape = x.shape[1:]
+  d = int(math.prod(shape))
+  t = jnp.asarray(t, jnp.float32)
+
+  def one(x0):
+    z0 = (alpha * x0).astype(jnp.float32)
+    f = lambda z: score_fn(z[None], t)[0].reshape(-1)
+    _, jvp = jax.linearize(f, z0)
+    basis = jnp.eye(d, dtype=jnp.float32).reshape((d,) + shape)
+    cols = _chunked(jax.vmap(jvp), basis, chunk_size)   # [D, D]: row i = J e_i.
+    jac = cols.T
+    a = -0.5 * jnp.square(sigma) * (jac + jac.T)
+    return jnp.linalg.eigvalsh(a)[::-1]
+
+  return jax.lax.map(one, x, batch_size=anchor_batch)
+
+
 def _check_inputs(x, num_perturbations, centre):
   _checks.check_floating(x, "x")
   _checks.check_min_rank(x, 2, "x (anchors [N, D] or [N, H, W, C])")
@@ -265,7 +338,8 @@ def estimate_intrinsic_dim(score_fn: ScoreFn, x, rng, *, t, sigma, alpha=1.0,
                            num_perturbations: int | None = None,
                            rule: str = "gap", threshold: float = 0.1,
                            centre: bool = True, chunk_size: int = 1024,
-                           anchor_batch: int = 1) -> IntrinsicDimEstimate:
+                           anchor_batch: int = 1, method: str = "score_matrix",
+                           floor: float | None = None) -> IntrinsicDimEstimate:
   """Estimates the intrinsic dimension at each anchor from score spectra.
 
   .. math::
@@ -292,9 +366,16 @@ def estimate_intrinsic_dim(score_fn: ScoreFn, x, rng, *, t, sigma, alpha=1.0,
     centre: subtract the mean score before the SVD (authors' code).
     chunk_size: rows per call of `score_fn`.
     anchor_batch: anchors processed together.
+    method: 'score_matrix' (the paper's: singular values of K perturbed
+      scores) or 'jacobian' (eigenvalues of -sigma^2 sym(grad s) at alpha x0,
+      see `jacobian_spectra`; K, `centre` and `rng` are then unused and
+      `score_fn` must be the score itself, not a multiple).
+    floor: the 'log_gap' floor (see `normal_dim_from_spectrum`); with
+      method='jacobian' a natural choice is ~1e-2, normal eigenvalues being ~1.
 
   Returns:
-    An `IntrinsicDimEstimate` (dimensions are counts, no units).
+    An `IntrinsicDimEstimate` (dimensions are counts, no units); for
+    method='jacobian', `spectra` holds the eigenvalues of A.
 
   Raises:
     ValueError: for too few perturbations (K < D + 1), a bad rule, or when
@@ -307,17 +388,25 @@ def estimate_intrinsic_dim(score_fn: ScoreFn, x, rng, *, t, sigma, alpha=1.0,
   """
   if rule not in RULES:
     raise ValueError(f"rule must be one of {RULES}, got {rule!r}.")
+  if method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
   x = jnp.asarray(x)
-  d = _check_inputs(x, num_perturbations or 4 * max(
-      int(math.prod(np.shape(x)[1:])), 1), centre)
-  k = num_perturbations or default_num_perturbations(x.shape[1:])
+  ambient = int(math.prod(np.shape(x)[1:]))
+  k = num_perturbations or 4 * max(ambient, 1)
+  # K only matters to the score matrix; the Jacobian reading has D columns.
+  d = _check_inputs(x, k if method == "score_matrix" else ambient + 1, centre)
   for name, v in (("sigma", sigma), ("alpha", alpha), ("t", t)):
     if np.ndim(v) != 0:
       raise ValueError(f"{name} must be a scalar, got shape {np.shape(v)}.")
-  spectra_fn = jax.jit(functools.partial(
-      score_spectra, score_fn, num_perturbations=k, centre=centre,
-      chunk_size=chunk_size, anchor_batch=anchor_batch))
-  spectra = spectra_fn(rng, x, t=t, sigma=sigma, alpha=alpha)
+  if method == "jacobian":
+    spectra = jax.jit(functools.partial(
+        jacobian_spectra, score_fn, chunk_size=min(chunk_size, d),
+        anchor_batch=anchor_batch))(x, t=t, sigma=sigma, alpha=alpha)
+  else:
+    spectra_fn = jax.jit(functools.partial(
+        score_spectra, score_fn, num_perturbations=k, centre=centre,
+        chunk_size=chunk_size, anchor_batch=anchor_batch))
+    spectra = spectra_fn(rng, x, t=t, sigma=sigma, alpha=alpha)
   finite = np.asarray(jnp.all(jnp.isfinite(spectra), axis=-1))
   if not finite.all():
     bad = np.flatnonzero(~finite)
@@ -326,14 +415,16 @@ def estimate_intrinsic_dim(score_fn: ScoreFn, x, rng, *, t, sigma, alpha=1.0,
         f"{finite.size} anchors (indices {bad[:10].tolist()}); check the model, "
         f"t = {t} and sigma = {sigma}.")
   return summarise_spectra(spectra, ambient_dim=d, rule=rule,
-                           threshold=threshold)
+                           threshold=threshold, floor=floor)
 
 
 def summarise_spectra(spectra, *, ambient_dim: int, rule: str = "gap",
-                      threshold: float = 0.1) -> IntrinsicDimEstimate:
+                      threshold: float = 0.1,
+                      floor: float | None = None) -> IntrinsicDimEstimate:
   """Per-anchor and pooled dimension estimates from `[N, M]` spectra."""
   _checks.check_rank(spectra, 2, "spectra [N, M]")
-  n, ratio = normal_dim_from_spectrum(spectra, rule=rule, threshold=threshold)
+  n, ratio = normal_dim_from_spectrum(spectra, rule=rule, threshold=threshold,
+                                      floor=floor)
   per_point = (ambient_dim - n).astype(jnp.int32)
   counts = jnp.bincount(per_point, length=ambient_dim + 1)
   return IntrinsicDimEstimate(

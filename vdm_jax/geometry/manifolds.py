@@ -10,6 +10,11 @@ whose ``sample(rng, num)`` draws `[num, *shape]` float32 points:
 * `squares`: images sum_j b_j 1[square_j] with b_j ~ U[0, 1): k squares of
   side 3 or 5 at fixed positions whose brightness varies, so the dimension is k.
 * `swiss_roll`: the 2-D swiss roll, isometrically embedded in R^D (curved).
+* `sphere_product`: S^{k_1}(r_1) x ... x S^{k_m}(r_m), each factor in its own
+  (k_j + 1)-plane of a random isometry R^{sum(k_j + 1)} -> R^D; `flat_torus` is
+  the product of m circles (flat, dimension m, linear span 2m). Its dimension
+  is sum k_j while its linear span has m more dimensions: one curvature normal
+  (the radial direction) per factor.
 
 For the closed-form tests the VE-noised scores (p convolved with N(0, sigma^2 I))
 of the subspace Gaussian and of the uniform sphere are given exactly:
@@ -24,6 +29,16 @@ of the subspace Gaussian and of the uniform sphere are given exactly:
   y = Q^T x, \\ u = \\frac{r \\|y\\|}{\\sigma^2}, \\ \\nu = \\frac{k - 1}{2}.
 
 The sphere score has no tangential component at all (rotational symmetry).
+A product of spheres in mutually orthogonal planes V_j (and nothing in the
+complement V_perp) is a product measure, and so is the isotropic Gaussian, so
+the noised density factorises and its score is the sum of the factors' sphere
+scores:
+
+.. math::
+
+  \\nabla \\log p_\\sigma(x) = -\\frac{x}{\\sigma^2} + \\sum_j \\frac{r_j}{\\sigma^2}
+  \\frac{I_{\\nu_j+1}(u_j)}{I_{\\nu_j}(u_j)} Q_j \\frac{y_j}{\\|y_j\\|}, \\quad
+  y_j = Q_j^T x, \\ u_j = \\frac{r_j \\|y_j\\|}{\\sigma^2}, \\ \\nu_j = \\frac{k_j - 1}{2}.
 
 References:
   Stanczuk et al., Your diffusion model secretly knows the dimension of the data
@@ -139,6 +154,59 @@ def swiss_roll(ambient_dim: int = 3, *, scale: float = 0.1,
 
   return ManifoldData(f"swissroll_R{ambient_dim}", 2, (ambient_dim,), sample,
                       {"embedding": q, "scale": scale})
+
+
+def sphere_product(sphere_dims, ambient_dim: int, *, radii=1.0,
+                   seed: int = 0) -> ManifoldData:
+  """Uniform S^{k_1}(r_1) x ... x S^{k_m}(r_m), randomly and isometrically in R^D.
+
+  x = Q [r_1 u_1; ...; r_m u_m], u_j uniform on S^{k_j} in R^{k_j + 1}, Q a
+  random isometry R^{sum(k_j + 1)} -> R^D. The dimension is k = sum k_j, the
+  linear span sum(k_j + 1) = k + m: at every point the radial direction of
+  each factor is a normal direction inside the span (a curvature normal, with
+  curvature 1 / r_j).
+
+  Args:
+    sphere_dims: sequence of factor dimensions k_j >= 1 (1 = a circle).
+    ambient_dim: D >= sum(k_j + 1).
+    radii: a scalar or one radius per factor, all > 0.
+    seed: seed of the embedding Q.
+  """
+  dims = tuple(int(k) for k in sphere_dims)
+  if not dims or min(dims) < 1:
+    raise ValueError(f"sphere_dims must be a non-empty sequence of ints >= 1, "
+                     f"got {sphere_dims!r}.")
+  span = sum(k + 1 for k in dims)
+  if ambient_dim < span:
+    raise ValueError(f"ambient_dim must be >= the linear span sum(k_j + 1) = "
+                     f"{span}, got {ambient_dim}.")
+  r = np.asarray(radii, np.float32)
+  if r.ndim == 0:
+    r = np.full((len(dims),), r, np.float32)
+  if r.shape != (len(dims),) or not np.all(r > 0):
+    raise ValueError(f"radii must be a positive scalar or one per factor "
+                     f"({len(dims)}), got {radii!r}.")
+  q = random_isometry(jax.random.key(seed), ambient_dim, span)
+  scale = jnp.asarray(np.repeat(r, [k + 1 for k in dims]))
+  seg = np.repeat(np.arange(len(dims)), [k + 1 for k in dims])
+
+  def sample(rng, num):
+    u = jax.random.normal(rng, (num, span))
+    norms = jax.ops.segment_sum(jnp.square(u).T, seg, len(dims)).T
+    u = u / jnp.sqrt(norms)[:, seg]
+    return (scale * u) @ q.T
+
+  name = (f"torus{len(dims)}" if set(dims) == {1}
+          else "spheres" + "x".join(map(str, dims)))
+  return ManifoldData(f"{name}_R{ambient_dim}", sum(dims), (ambient_dim,), sample,
+                      {"embedding": q, "sphere_dims": dims,
+                       "radii": jnp.asarray(r)})
+
+
+def flat_torus(num_circles: int, ambient_dim: int, *, radius=1.0,
+               seed: int = 0) -> ManifoldData:
+  """The flat torus (S^1(r))^m in R^D: dimension m, linear span 2m."""
+  return sphere_product((1,) * num_circles, ambient_dim, radii=radius, seed=seed)
 
 
 # ---------------------------------------------------------------------------
@@ -260,3 +328,39 @@ def sphere_score(x, sigma, *, embedding, radius: float = 1.0):
   rho = jnp.linalg.norm(y, axis=-1, keepdims=True)
   ratio = bessel_ratio(k - 1, radius * rho / s2)
   return -x / s2 + (radius / s2) * ratio * (y / rho) @ embedding.T
+
+
+def sphere_product_score(x, sigma, *, embedding, sphere_dims, radii):
+  """Exact score of `sphere_product` data convolved with N(0, sigma^2 I).
+
+  The sum over factors of `sphere_score` in each factor's plane (the product
+  measure and the isotropic kernel both factorise over orthogonal planes),
+  and -x_perp / sigma^2 off the span.
+
+  Args:
+    x: `[B, D]` points.
+    sigma: scalar noise std.
+    embedding: `[D, sum(k_j + 1)]` isometry Q, factor j in columns
+      [sum_{i<j}(k_i + 1), sum_{i<=j}(k_i + 1)).
+    sphere_dims: the factor dimensions k_j (static ints).
+    radii: `[m]` factor radii r_j.
+
+  Returns:
+    `[B, D]` score.
+  """
+  _checks.check_rank(x, 2, "x [B, D]")
+  dims = tuple(int(k) for k in sphere_dims)
+  if embedding.shape[1] != sum(k + 1 for k in dims):
+    raise ValueError(f"embedding must have sum(k_j + 1) = "
+                     f"{sum(k + 1 for k in dims)} columns, got {embedding.shape}.")
+  s2 = jnp.square(sigma)
+  y = x @ embedding
+  radii = jnp.broadcast_to(jnp.asarray(radii, jnp.float32), (len(dims),))
+  pulls, start = [], 0
+  for j, k in enumerate(dims):
+    yj = y[:, start:start + k + 1]
+    start += k + 1
+    rho = jnp.linalg.norm(yj, axis=-1, keepdims=True)
+    ratio = bessel_ratio(k - 1, radii[j] * rho / s2)
+    pulls.append((radii[j] / s2) * ratio * yj / rho)
+  return -x / s2 + jnp.concatenate(pulls, axis=-1) @ embedding.T
