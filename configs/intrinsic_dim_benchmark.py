@@ -73,7 +73,7 @@ def get_config(arg=None):
   c.num_baseline_points = 5000 if paper else (500 if quick else 2000)
   c.baselines = ("ppca", "mle5", "mle20", "twonn", "local_pca")
 
-  # Score model training (vdm_jax.geometry.score_training); the band of
+  # Score model training (vdm_jax.intrinsic_dim.score_training); the band of
   # log-SNR around the evaluation level, see that module's docstring.
   c.train = ml_collections.ConfigDict()
   c.train.warmup_steps = 100

@@ -1,10 +1,10 @@
 r"""Intrinsic dimension from a diffusion model vs classical estimators: table + spectra.
 
 For each data set in the config: draw a training set of known dimension, train
-a small score model (`vdm_jax.geometry.score_training`), estimate the dimension
-at held-out anchors from score spectra (`vdm_jax.geometry.estimate_intrinsic_dim`,
+a small score model (`vdm_jax.intrinsic_dim.score_training`), estimate the dimension
+at held-out anchors from score spectra (`vdm_jax.intrinsic_dim.estimate_intrinsic_dim`,
 VP kernel at gamma_eval), run the classical baselines on the training points
-(`vdm_jax.geometry.baselines`) and write
+(`vdm_jax.intrinsic_dim.baselines`) and write
 
 * ``table.md`` / ``results.json``: true k vs every estimator per data set;
 * ``spectra_<name>.png``: normalised score spectra of the anchors (log scale),
@@ -29,10 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vdm_jax.geometry import baselines
-from vdm_jax.geometry import intrinsic_dim
-from vdm_jax.geometry import manifolds
-from vdm_jax.geometry import score_training
+from vdm_jax.intrinsic_dim import baselines
+from vdm_jax.intrinsic_dim import estimator as intrinsic_dim
+from vdm_jax.intrinsic_dim import manifolds
+from vdm_jax.intrinsic_dim import score_training
 from vdm_jax.models import ScoreMLP
 from vdm_jax.models import UNet
 

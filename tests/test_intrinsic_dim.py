@@ -1,4 +1,4 @@
-"""Tests for vdm_jax/geometry/intrinsic_dim.py and manifolds.py (closed-form scores)."""
+"""Tests for vdm_jax/intrinsic_dim/estimator.py and manifolds.py (closed-form scores)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.special
 
-from vdm_jax.geometry import intrinsic_dim as idm
-from vdm_jax.geometry import manifolds
+from vdm_jax.intrinsic_dim import estimator as idm
+from vdm_jax.intrinsic_dim import manifolds
 
 SIGMA = 0.01
 

@@ -1,10 +1,10 @@
-"""Tests for vdm_jax/geometry/baselines.py (classical intrinsic-dimension estimators)."""
+"""Tests for vdm_jax/intrinsic_dim/baselines.py (classical intrinsic-dimension estimators)."""
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from vdm_jax.geometry import baselines
+from vdm_jax.intrinsic_dim import baselines
 
 
 def _plane(n=600, k=3, d=10, noise=1e-3, seed=0):

@@ -1,4 +1,4 @@
-"""Tests for vdm_jax/geometry/score_training.py: a briefly trained MLP finds the dimension."""
+"""Tests for vdm_jax/intrinsic_dim/score_training.py: a briefly trained MLP finds the dimension."""
 
 import jax
 import jax.numpy as jnp
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from vdm_jax import parameterizations
-from vdm_jax.geometry import intrinsic_dim
-from vdm_jax.geometry import manifolds
-from vdm_jax.geometry import score_training
+from vdm_jax.intrinsic_dim import estimator as intrinsic_dim
+from vdm_jax.intrinsic_dim import manifolds
+from vdm_jax.intrinsic_dim import score_training
 from vdm_jax.models import ScoreMLP
 
 GMIN, GMAX = -10.0, -3.0

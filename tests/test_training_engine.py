@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from vdm_jax import training
-from vdm_jax.geometry import score_training
+from vdm_jax.intrinsic_dim import score_training
 from vdm_jax.models import ScoreMLP
 from vdm_jax.training import metrics_log
 
@@ -256,7 +256,7 @@ def test_kill_9_then_rerun_gives_valid_jsonl_and_the_same_losses(tmp_path):
       os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
       sys.path.insert(0, {ROOT!r})
       import jax
-      from vdm_jax.geometry import score_training
+      from vdm_jax.intrinsic_dim import score_training
       from vdm_jax.models import ScoreMLP
       x = jax.random.normal(jax.random.key(0), (32, 4))
       model = ScoreMLP(hidden=(16, 16), emb_dim=8, zero_init_output=False)

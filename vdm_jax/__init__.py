@@ -3,7 +3,8 @@
 The top level re-exports the VDM core (schedules, parameterisations, losses,
 sampling, the VDM model and its variance-minimising objective). Subpackages
 (`vdm_jax.sde`, `vdm_jax.conditional`, `vdm_jax.multiscale`,
-`vdm_jax.score_vae`, `vdm_jax.geometry`, `vdm_jax.compression`,
+`vdm_jax.score_vae`, `vdm_jax.intrinsic_dim`, `vdm_jax.geometry`,
+`vdm_jax.compression`, `vdm_jax.training`,
 `vdm_jax.flows`, `vdm_jax.caflow`, `vdm_jax.metrics`, `vdm_jax.studies`) are
 imported explicitly. Importing `vdm_jax` pulls in no absl flags, tfds or orbax.
 """

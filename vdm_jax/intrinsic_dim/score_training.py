@@ -11,7 +11,7 @@ linear log-SNR schedule gamma(t) = gamma_min + (gamma_max - gamma_min) t:
 
 with alpha_t^2 = sigmoid(-gamma_t), sigma_t^2 = sigmoid(gamma_t) (VP), and
 returns the score s(z, t) = -eps_hat(z, t) / sigma_t for
-`vdm_jax.geometry.estimate_intrinsic_dim`.
+`vdm_jax.intrinsic_dim.estimate_intrinsic_dim`.
 
 The estimator only queries the score at one small noise level, so the schedule
 range defaults to a band of low noise (gamma in [-10, -3]: sigma/alpha from
