@@ -16,10 +16,10 @@ checkpoint trained with ``launch.py`` (then ``--config`` describes it). A CIFAR-
 row is added when ``--cifar_workdir`` holds a checkpoint and its tfds data are
 prepared; otherwise it is reported as skipped.
 
-  python benchmarks/compression.py                      # ~2-4 min on 2 CPU cores
-  python benchmarks/compression.py --quick              # smoke run, < 1 min
-  python benchmarks/compression.py --precisions=2,3,4   # latent-precision sweep
-  python benchmarks/compression.py --network=unet --train_steps=1000 --precisions=1
+  python -m benchmarks.compression                      # ~2-4 min on 2 CPU cores
+  python -m benchmarks.compression --quick              # smoke run, < 1 min
+  python -m benchmarks.compression --precisions=2,3,4   # latent-precision sweep
+  python -m benchmarks.compression --network=unet --train_steps=1000 --precisions=1
 
 Writes ``results/compression/compression.json``, ``.md`` and a bar chart PNG.
 
@@ -34,14 +34,8 @@ import io
 import json
 import lzma
 import os
-import sys
 import time
 import zlib
-
-# Run as a script, this file's folder heads sys.path, and this file's name would
-# shadow the `compression` package that jax's compilation cache imports.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # noqa: E402  pylint: disable=wrong-import-position
@@ -53,7 +47,7 @@ from vdm_jax.compression import toy_model  # noqa: E402  pylint: disable=wrong-i
 from vdm_jax.data import DIGITS_VOCAB_SIZE  # noqa: E402  pylint: disable=wrong-import-position
 from vdm_jax.data import digits_arrays  # noqa: E402  pylint: disable=wrong-import-position
 
-_ROOT = os.path.dirname(_HERE)
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _mosaic(images):
@@ -159,7 +153,6 @@ def stream_length_rows(images, *, eps_fn, gamma_fn, vocab_size, params_hash, num
 def _digits_model(args, x_train):
   if args.workdir:
     import importlib.util  # pylint: disable=g-import-not-at-top
-    sys.path.insert(0, _ROOT)
     spec = importlib.util.spec_from_file_location("cfg", args.config)
     cfg = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cfg)
@@ -184,7 +177,6 @@ def _cifar_row(args):
     return {"skipped": "no --cifar_workdir checkpoint given"}
   try:
     import importlib.util  # pylint: disable=g-import-not-at-top
-    sys.path.insert(0, _ROOT)
     spec = importlib.util.spec_from_file_location("cfg", args.cifar_config)
     cfg = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cfg)

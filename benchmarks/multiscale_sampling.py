@@ -15,9 +15,9 @@ and prints/writes a Markdown + JSON table with the speed-up (uniform /
 multi-scale). The paper reports 4.4x faster sampling at 128x128 (GPU, full
 width); on a small shared CPU use a reduced width, e.g.
 
-  python benchmarks/multiscale_sampling.py                       # width 16, batch 2
-  python benchmarks/multiscale_sampling.py --width 64 --batch 8  # config widths
-  python benchmarks/multiscale_sampling.py --quick               # smoke run
+  python -m benchmarks.multiscale_sampling                       # width 16, batch 2
+  python -m benchmarks.multiscale_sampling --width 64 --batch 8  # config widths
+  python -m benchmarks.multiscale_sampling --quick               # smoke run
 
 Measured with the defaults (width 16, batch 2, 24 steps per unit time,
 best of 3) on a heavily shared 2-core CPU (load ~16), so wall times are noisy,
@@ -40,13 +40,6 @@ import json
 import os
 import sys
 import time
-
-# Running `python benchmarks/x.py` puts benchmarks/ first on sys.path, where
-# benchmarks/compression.py shadows the `compression` package that jax's
-# compilation cache tries to import; drop that entry before importing jax.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(
-    os.path.abspath(__file__)):
-  sys.path.pop(0)
 
 import jax  # noqa: E402  pylint: disable=wrong-import-position
 import jax.numpy as jnp  # noqa: E402  pylint: disable=wrong-import-position

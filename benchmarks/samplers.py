@@ -225,10 +225,6 @@ def _part_of(model):
 
 def digits_vdm_benchmark(rng, quick, workdir, exact_n):
   """Sampler sweep and PF-ODE bits/dim of the training system's digits VDM."""
-  import sys  # pylint: disable=g-import-not-at-top
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  if root not in sys.path:
-    sys.path.insert(0, root)
   from configs import vdm_digits  # pylint: disable=g-import-not-at-top
   from vdm_jax import train  # pylint: disable=g-import-not-at-top
   from vdm_jax.data import digits_arrays  # pylint: disable=g-import-not-at-top

@@ -1,8 +1,8 @@
 """Train-step throughput of a VDM config on whatever devices are present.
 
-  python benchmarks/train_throughput.py --config=configs/vdm_cifar10.py \\
+  python -m benchmarks.train_throughput --config=configs/vdm_cifar10.py \\
       --steps=50 --out=results/throughput_cifar10.json
-  python benchmarks/train_throughput.py --config=configs/vdm_cifar10.py \\
+  python -m benchmarks.train_throughput --config=configs/vdm_cifar10.py \\
       --config.model.dtype=bfloat16
 
 Measures compile time, the steady-state step time (back-to-back steps, one
@@ -16,18 +16,11 @@ CIFAR-10 model (batch 128) at ~770 images/s on one H100 with 26.1 GiB peak.
 import functools
 import json
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
-
-# Drop this folder from the path: benchmarks/compression.py would otherwise shadow
-# the `compression` package that jax tries to import for its compilation cache.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
 
 config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 flags.DEFINE_integer("steps", 20, "Timed steps.")

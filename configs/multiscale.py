@@ -6,7 +6,7 @@ Variants (``--config configs/multiscale.py:ARG``, ARG a comma list):
   widths and step counts for a CPU smoke run).
 
   python experiments/multiscale_quality.py --config configs/multiscale.py:model=multiscale,res=32
-  python benchmarks/multiscale_sampling.py        # builds both at 32/64/128 from here
+  python -m benchmarks.multiscale_sampling        # builds both at 32/64/128 from here
 
 Design (maths sheet conditional_multiscale_scorevae.md §2):
   * levels L = log2(res / 16): the coarsest scale is always 16x16, so K = L + 1

@@ -35,11 +35,9 @@ Autoencoder (ScoreVAE), https://arxiv.org/abs/2304.12141, 2023.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 
-from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

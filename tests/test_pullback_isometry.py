@@ -1,7 +1,5 @@
 """Tests for vdm_jax.geometry.isometry: NLL, isometry estimators, train loop."""
 
-import sys
-import os
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +10,7 @@ from vdm_jax.geometry import flows
 from vdm_jax.geometry import isometry
 from vdm_jax.geometry import toy_densities
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
-import pullback_2d  # noqa: E402  pylint: disable=g-import-not-at-top
+from configs import pullback_2d
 
 
 def test_nll_of_ground_truth_banana_is_exact():

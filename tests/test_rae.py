@@ -101,10 +101,7 @@ def test_rae_bad_inputs():
 
 def test_rae_config_per_dataset_overrides():
   """configs/pullback_rae.py: each set gets its own settings, eps is shared."""
-  import os  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
-  import pullback_rae  # pylint: disable=g-import-not-at-top
+  from configs import pullback_rae  # pylint: disable=g-import-not-at-top
   config = pullback_rae.get_config()
   assert set(config.datasets) <= set(config.per_dataset)
   assert max(toy_densities.get_density(n).dim for n in config.datasets) == 100

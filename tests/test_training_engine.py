@@ -251,10 +251,9 @@ def test_bad_intervals_are_rejected_before_any_step(kwargs, name):
 
 def test_kill_9_then_rerun_gives_valid_jsonl_and_the_same_losses(tmp_path):
   """A real SIGKILL between checkpoints, then the same command again."""
-  script = textwrap.dedent(f"""
+  script = textwrap.dedent("""
       import os, sys
       os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-      sys.path.insert(0, {ROOT!r})
       import jax
       from vdm_jax.intrinsic_dim import score_training
       from vdm_jax.models import ScoreMLP
@@ -268,6 +267,7 @@ def test_kill_9_then_rerun_gives_valid_jsonl_and_the_same_losses(tmp_path):
   path.write_text(script)
   run = lambda workdir, steps: subprocess.Popen(
       [sys.executable, str(path), workdir, str(steps)], cwd=ROOT,
+      env=dict(os.environ, PYTHONPATH=ROOT),
       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   full, part = str(tmp_path / "full"), str(tmp_path / "part")
   assert run(full, 400).wait(timeout=300) == 0

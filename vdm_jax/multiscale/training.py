@@ -13,7 +13,6 @@ References:
 
 from __future__ import annotations
 
-import jax
 import optax
 
 from vdm_jax import training
