@@ -78,15 +78,11 @@ def load_images(cfg):
     train = tasks.digits_to_images(digits_arrays("train")[0])
     test = tasks.digits_to_images(digits_arrays("test")[0])
   elif cfg.source == "tfds":
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    from vdm_jax import data as data_lib  # pylint: disable=g-import-not-at-top
 
     def split(name):
-      ds = tfds.load(cfg.name, split=name, download=False)
-      prep = lambda ex: tf.image.resize(
-          tf.image.rgb_to_grayscale(ex["image"]) if ex["image"].shape[-1] == 3
-          else ex["image"], (cfg.image_size, cfg.image_size), antialias=True)
-      return np.stack(list(tfds.as_numpy(ds.map(prep)))) / 127.5 - 1.0
+      images, _ = data_lib.tfds_arrays(cfg.name, name)
+      return data_lib.resize_images(images, cfg.image_size, grayscale=True) / 127.5 - 1.0
     train, test = split("train"), split("test")
   else:
     raise ValueError(f"data.source must be 'digits' or 'tfds', got {cfg.source!r}.")

@@ -65,20 +65,14 @@ def load_data(cfg):
     (xtr, ytr), (xte, yte) = digits_arrays("train"), digits_arrays("test")
     levels = 17
   elif cfg.source == "tfds":
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    from vdm_jax import data as data_lib  # pylint: disable=g-import-not-at-top
     def split(name):
       n = cfg.max_train if name == "train" else cfg.max_test
-      ds = tfds.load(cfg.name, split=name if not n else f"{name}[:{n}]")
-      def prep(ex):
-        img = tf.image.resize(ex["image"], (cfg.image_size, cfg.image_size),
-                              antialias=True)
-        img = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
-        return img, ex.get("label", tf.constant(-1, tf.int64))
-      xs, ys = zip(*tfds.as_numpy(ds.map(prep)))
-      return np.stack(xs), np.asarray(ys)
+      images, labels = data_lib.tfds_arrays(cfg.name, name, max_examples=n)
+      images = data_lib.resize_images(images, cfg.image_size)
+      return np.clip(np.round(images), 0, 255).astype(np.uint8), labels
     (xtr, ytr), (xte, yte) = split("train"), split("test")
-    if np.all(ytr < 0):
+    if np.all(ytr == 0):  # a set without labels
       ytr = yte = None
     levels = 256
   else:

@@ -72,3 +72,19 @@ def test_sample_grid_png(tmp_path):
   path = images.save_grid(x, str(tmp_path / "g.png"), vocab_size=17)
   from PIL import Image
   assert Image.open(path).size[0] > 100
+
+
+def test_resize_images_keeps_constants_and_uses_luma_weights():
+  from vdm_jax import data
+  rgb = np.zeros((2, 16, 16, 3), np.uint8)
+  rgb[..., 0], rgb[..., 1], rgb[..., 2] = 100, 200, 50
+  out = data.resize_images(rgb, 4, grayscale=True)
+  assert out.shape == (2, 4, 4, 1) and out.dtype == np.float32
+  np.testing.assert_allclose(out, 0.299 * 100 + 0.587 * 200 + 0.114 * 50, rtol=1e-5)
+  np.testing.assert_allclose(data.resize_images(rgb, 8)[..., 1], 200.0, rtol=1e-5)
+
+
+def test_tfds_arrays_of_an_unprepared_set_fails_at_once(tmp_path):
+  from vdm_jax import data
+  with pytest.raises(FileNotFoundError, match="'mnist' is not prepared"):
+    data.tfds_arrays("mnist", "train", data_dir=str(tmp_path))

@@ -75,6 +75,39 @@ class _TfdsSource:
     return images, labels
 
 
+def tfds_arrays(name: str, split: str = "train", *, data_dir: str | None = None,
+                max_examples: int = 0):
+  """A prepared tfds image dataset as arrays, read without TensorFlow (never downloads).
+
+  Args:
+    name: tfds name, e.g. 'cifar10' or 'mnist'.
+    split: tfds split name.
+    data_dir: tfds data dir (None: the default).
+    max_examples: read only the first this many (0: all).
+
+  Returns:
+    (images uint8 [N, H, W, C], labels int32 [N]; 0 where the set has none).
+  """
+  source = _TfdsSource(name, split, data_dir)
+  n = len(source) if not max_examples else min(max_examples, len(source))
+  return source.get(np.arange(n))
+
+
+def resize_images(images, size: int, *, grayscale: bool = False):
+  """uint8 images [N, H, W, C] -> float32 [N, size, size, C'] in [0, 255].
+
+  Antialiased bilinear resizing (`jax.image.resize`); `grayscale` maps RGB to
+  luma with the ITU-R BT.601 weights (0.299, 0.587, 0.114).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  x = np.asarray(images, np.float32)
+  if grayscale and x.shape[-1] == 3:
+    x = x @ np.asarray([0.299, 0.587, 0.114], np.float32)[:, None]
+  out = jax.image.resize(x, (x.shape[0], size, size, x.shape[-1]), "linear",
+                         antialias=True)
+  return np.asarray(out)
+
+
 class _ArraySource:
   """Random access to in-memory arrays."""
 

@@ -20,11 +20,10 @@ References:
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 
 from vdm_jax import _checks
 from vdm_jax.flows import multiscale
+from vdm_jax.sde import likelihood
 
 
 def dequantize(rng, x_int, *, num_bins: int = 256, center: bool = True):
@@ -41,13 +40,12 @@ def dequantize(rng, x_int, *, num_bins: int = 256, center: bool = True):
   Returns:
     ``[B, H, W, C]`` float32 array.
   """
-  if not jnp.issubdtype(jnp.asarray(x_int).dtype, jnp.integer):
-    raise TypeError(
-        f"x_int must have an integer dtype, got {jnp.asarray(x_int).dtype}.")
   _checks.check_rank(x_int, 4, "x_int")
-  u = (x_int.astype(jnp.float32)
-       + jax.random.uniform(rng, x_int.shape)) / num_bins
-  return u - 0.5 if center else u
+  # The score-SDE dequantiser with data range [-1/2, 1/2] (or [0, 1]) and
+  # uniform noise: one implementation of x -> (x + u) / K for the library.
+  u, _ = likelihood.dequantize(rng, x_int, vocab_size=num_bins,
+                               data_range=(-0.5, 0.5) if center else (0.0, 1.0))
+  return u
 
 
 def make_nll_fn(flow, *, num_bins: int = 256):
