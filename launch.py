@@ -19,8 +19,11 @@ stopped it after a checkpoint (rerun the same command to resume), 1 on an
 error.
 """
 
+import difflib
 import importlib
+import importlib.util
 import logging as std_logging
+import os
 import sys
 
 from absl import app
@@ -41,6 +44,44 @@ flags.DEFINE_string("output", None, "compress: the output file; decompress: a .n
 flags.DEFINE_bool("jax_distributed", False,
                   "Call jax.distributed.initialize() (multi-host TPU/GPU).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _unknown_override(argv):
+  """The first `--config.a.b=v` of argv that names no field, as a message (or None)."""
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if spec is None:
+    return None
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_launch_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  for a in argv:
+    if not a.startswith("--config."):
+      continue
+    node, where = config, "config"
+    for key in a[len("--config."):].split("=")[0].split("."):
+      if not hasattr(node, "keys") or key not in node:
+        known = sorted(node.keys()) if hasattr(node, "keys") else []
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f' Did you mean "{close[0]}"?' if close else ""
+        return (f"{a}: {where} of {os.path.relpath(path)} has no field {key!r}.{hint} "
+                f"Its fields: {', '.join(known)}.")
+      node, where = node[key], f"{where}.{key}"
+  return None
+
+
+def _parse_flags(argv):
+  """absl's parsing, with a named error for an override of a field that does not exist."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # ml_collections' raw errors.
+    message = _unknown_override(argv[1:]) or f"bad config override: {e}"
+    sys.stderr.write(f"FATAL config error: {message}\n")
+    sys.exit(2)
+  except flags.Error as e:  # a value of the wrong type, a missing file.
+    sys.stderr.write(f"FATAL Flags parsing error: {e}\n")
+    sys.exit(2)
 
 
 def run_vdm(config, workdir, mode):
@@ -86,4 +127,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -198,3 +198,15 @@ def test_sigterm_exit_status_tells_preempted_from_finished(tmp_path):
   proc.send_signal(signal.SIGTERM)
   assert proc.wait(timeout=120) == training.EXIT_PREEMPTED == 75
   assert len(os.listdir(tmp_path / "checkpoints")) == 1
+
+
+def test_unknown_config_field_is_named_with_the_config_and_a_suggestion(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "launch.py"),
+       f"--config={os.path.join(ROOT, 'configs/vdm_tiny.py')}", f"--workdir={tmp_path}",
+       "--config.training.batchsize=4"],
+      capture_output=True, text=True, timeout=120, cwd=ROOT)
+  assert proc.returncode == 2
+  assert "config.training of configs/vdm_tiny.py has no field 'batchsize'" in proc.stderr
+  assert 'Did you mean "batch_size"?' in proc.stderr
+  assert "Traceback" not in proc.stderr
