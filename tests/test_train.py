@@ -210,3 +210,17 @@ def test_unknown_config_field_is_named_with_the_config_and_a_suggestion(tmp_path
   assert "config.training of configs/vdm_tiny.py has no field 'batchsize'" in proc.stderr
   assert 'Did you mean "batch_size"?' in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_steps_per_call_replays_the_single_call_losses(tmp_path):
+  no_end = {"eval.at_end": False, "sampling.at_end": False, "training.log_every": 2,
+            "training.save_every": 6}
+  train.train_and_evaluate(_config(**no_end), str(tmp_path / "one"))
+  train.train_and_evaluate(_config(**no_end, **{"training.steps_per_call": 2}),
+                           str(tmp_path / "two"))
+  a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+  assert sorted(a) == sorted(b) == [2, 4, 6]
+  np.testing.assert_allclose([b[k] for k in sorted(b)], [a[k] for k in sorted(a)], rtol=1e-5)
+  with pytest.raises(ValueError, match="log_every=3 must be a multiple of config.training.steps_per_call=2"):
+    train.train_and_evaluate(_config(**{"training.steps_per_call": 2, "training.log_every": 3}),
+                             str(tmp_path / "bad"))

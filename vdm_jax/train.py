@@ -194,8 +194,15 @@ def validate_config(config) -> None:
   """Rejects values that cannot train, before any data is read or model built."""
   tr = config.training
   for name in ("batch_size", "num_train_steps", "log_every", "save_every",
-               "keep_checkpoints"):
+               "keep_checkpoints", "steps_per_call"):
     training.check_positive_int(tr[name], f"config.training.{name}")
+  for name in ("num_train_steps", "log_every", "save_every"):
+    if tr[name] % tr.steps_per_call:
+      raise ValueError(f"config.training.{name}={tr[name]} must be a multiple of "
+                       f"config.training.steps_per_call={tr.steps_per_call}.")
+  if config.eval.every_steps % tr.steps_per_call:
+    raise ValueError(f"config.eval.every_steps={config.eval.every_steps} must be a "
+                     f"multiple of config.training.steps_per_call={tr.steps_per_call}.")
   training.check_positive_int(config.eval.batch_size, "config.eval.batch_size")
   training.check_positive_int(config.eval.num_t_draws, "config.eval.num_t_draws")
   training.check_positive_int(config.sampling.num_samples, "config.sampling.num_samples")
@@ -280,7 +287,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       workdir=workdir, save_every=config.training.save_every,
       keep_checkpoints=config.training.keep_checkpoints,
       eval_fn=test_bpd if config.eval.every_steps else None,
-      eval_every=config.eval.every_steps, name="vdm", postfix="bpd")
+      eval_every=config.eval.every_steps, name="vdm", postfix="bpd",
+      steps_per_call=config.training.steps_per_call)
   result = {"step": run.step, **run.metrics}
   if run.preempted:
     result["preempted"] = True
