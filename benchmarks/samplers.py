@@ -187,7 +187,8 @@ def digits_benchmark(rng, quick):
   params = net.init(jax.random.key(1), jnp.zeros((1, 64)), jnp.zeros((1,)))
   loss_fn = losses.make_dsm_loss_fn(sde, net.apply, antithetic=True)
   # Train on uniformly dequantised data z = 2 (x + u) / V - 1, matching the
-  # scaling that `ode_bpd` evaluates (maths sheet 6.8, pitfall).
+  # scaling that `ode_bpd` evaluates (score_sde trains on x / 255 but evaluates
+  # bpd on (x + u) / 256).
   preprocess = lambda k, x: (likelihood.dequantize(
       k, x, vocab_size=vocab)[0],)
   t0 = time.time()

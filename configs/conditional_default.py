@@ -36,7 +36,8 @@ def get_config(arg=None):
   c.data.n_samples = 4            # samples per condition (MSDiff draws 4)
 
   c.sde = ml_collections.ConfigDict()
-  # VE SDEs as in MSDiff (maths sheet 1.1): sigma_max,x = sqrt(D_x).
+  # VE SDEs as in MSDiff, the code of Batzolis, Stanczuk, Schonlieb, Etmann 2021
+  # (arXiv 2111.13606): sigma_max,x = sqrt(D_x).
   c.sde.x_sigma_min = 0.01
   c.sde.x_sigma_max = math.sqrt(8 * 8 * 1)
   c.sde.y_sigma_min = 0.01
@@ -62,7 +63,7 @@ def get_config(arg=None):
   c.train.warmup = 100
   c.train.grad_clip = 1.0
   c.train.ema = 0.995
-  c.train.weighting = "likelihood"  # Lambda_MLE = diag(g_x^2, g_y^2) (sheet 1.2)
+  c.train.weighting = "likelihood"  # Lambda_MLE = diag(g_x^2, g_y^2) (Batzolis et al. 2021)
   c.train.log_every = 250
 
   c.sampling = ml_collections.ConfigDict()

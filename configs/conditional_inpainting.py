@@ -18,5 +18,5 @@ def get_config(arg=None):
     raise ValueError(f"mask must be 'box' or 'random', got {args['mask']!r}.")
   c.task = f"inpaint_{args['mask']}"
   c.data.pair_repeats = 4
-  c.sde.y_sigma_max = 1.0         # MSDiff CMDE value for inpainting (sheet 1.1)
+  c.sde.y_sigma_max = 1.0         # MSDiff CMDE value for inpainting (Batzolis et al. 2021)
   return c

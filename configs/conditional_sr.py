@@ -19,5 +19,5 @@ def get_config(arg=None):
   if args["factor"] not in (2, 4):
     raise ValueError(f"factor must be 2 or 4 for 8x8 digits, got {args['factor']}.")
   c.task = f"sr{args['factor']}"
-  c.sde.y_sigma_max = 0.5         # MSDiff CMDE value for SR (sheet 1.1)
+  c.sde.y_sigma_max = 0.5         # MSDiff CMDE value for SR (Batzolis et al. 2021)
   return c

@@ -75,7 +75,7 @@ def get_default_config():
   opt.b2 = 0.99
   opt.eps = 1e-8
   opt.weight_decay = 0.01
-  opt.decay_schedule_params = False  # The VDM code decays them (maths sheet P11); we don't.
+  opt.decay_schedule_params = False  # The official VDM code's AdamW decays them; we don't.
   opt.grad_clip = 1.0                # global-norm clipping; 0 disables.
 
   config.eval = ev = ml_collections.ConfigDict()

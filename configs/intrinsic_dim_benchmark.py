@@ -4,8 +4,8 @@ For every data set of known dimension (k-spheres in R^100, a thin Gaussian on a
 linear subspace, the swiss roll in R^10, k-squares images) and the bundled
 digits, trains a small score model with the VDM diffusion loss on a low-noise
 log-SNR band, estimates the dimension at test anchors from score spectra
-(maths sheet A.2-A.3) and compares with PPCA, Levina-Bickel MLE (m = 5, 20),
-TwoNN and local PCA:
+(Stanczuk, Batzolis, Deveney, Schonlieb 2022, with the VP kernel) and compares
+with PPCA, Levina-Bickel MLE (m = 5, 20), TwoNN and local PCA:
 
   python launch.py --config=configs/intrinsic_dim_benchmark.py --workdir=results/intrinsic_dim
   python launch.py --config=configs/intrinsic_dim_benchmark.py:quick --workdir=/tmp/id_quick
@@ -87,7 +87,8 @@ def get_config(arg=None):
   c.train.steps_per_call = 100
   c.train.step_scale = 0.05 if quick else (5.0 if paper else 1.0)  # x each set's num_steps
 
-  # The estimator (sheet A.3): perturb with the VP kernel at gamma_eval and
+  # The estimator (Stanczuk et al. 2022, with the VP in place of the VE kernel):
+  # perturb with the VP kernel at gamma_eval and
   # read the score there. sigma / alpha = exp(gamma / 2) = 0.011 at -9 (the
   # authors' relative noise 0.01 on unit-scale data).
   c.estimator = ml_collections.ConfigDict()

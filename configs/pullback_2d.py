@@ -2,7 +2,8 @@
 
 For each 2-D data set (single banana, squeezed banana, river) trains a RealNVP
 flow for every method and measures the mean distance between its geodesics and
-the ground-truth closed-form ones over random test pairs (maths sheet B.9):
+the ground-truth closed-form ones over random test pairs (Diepeveen, Batzolis,
+Shumaylov, Schonlieb 2024, Table 1):
 
 * ``ours``: learned diagonal A + isometry regulariser (lambda_iso = 0.2, exact
   Jacobian, the paper's 2-D setting);
@@ -75,14 +76,14 @@ def get_config(arg=None):
 
   c.eval = ml_collections.ConfigDict()
   c.eval.num_pairs = 200 if not quick else 50   # random test pairs
-  c.eval.num_times = 100                        # t_i = i / 99 (sheet B.9)
+  c.eval.num_times = 100                        # t_i = i / 99 (Diepeveen et al. 2024)
   c.eval.variation_scale = 0.1                  # y -> y + 0.1 xi
   c.eval.plot_pairs = 6
   return c
 
 
 def method_overrides(method: str) -> dict:
-  """Loss switches of each method (sheet B.6 baselines)."""
+  """Loss switches of each method (baselines of Diepeveen et al. 2024, Table 1)."""
   table = {
       "ours": dict(learn_a=True),
       "nf": dict(learn_a=False, lambda_iso=0.0),

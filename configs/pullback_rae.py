@@ -3,14 +3,14 @@
 For each data set trains an isometry-regularised anisotropic RealNVP with that
 set's own hyperparameters (``per_dataset`` below, applied by
 `dataset_config`), applies the epsilon rule (eps = 0.1 everywhere, the paper's
-value, sheet B.5) to the learned variances a and reports the chosen dimension
-against the true k, the reconstruction error and its bound. With
+value, Diepeveen et al. 2024) to the learned variances a and reports the
+chosen dimension against the true k, the reconstruction error and its bound. With
 ``digits=True`` it does the same on the 64-D bundled digits (no ground truth).
 
   python launch.py --config=configs/pullback_rae.py --workdir=results/pullback_geometry
   python launch.py --config=configs/pullback_rae.py:quick --workdir=/tmp/pullback_quick
 
-Data sets (maths sheet B.8). Sinusoid(k, D) is the issue's family (a
+Data sets (Diepeveen et al. 2024). Sinusoid(k, D) is a family (a
 k-dimensional Gaussian bent into R^D by sines, known phi): Sinusoid(1, 3),
 Sinusoid(2, 3) and Sinusoid(1, 100) are the paper's, Sinusoid(2, 10) is ours
 (a k >= 2 set between D = 3 and D = 100). Hemisphere(5, 20) is the paper's
@@ -59,7 +59,8 @@ Why per-set settings (what the diagnosis found, 2000 steps, eps = 0.1):
   (`rae.choose_dimension_by_gap`, not the paper's rule), which reads 5.
 
 epsilon is never tuned per set (0.1 everywhere). Evaluation uses the EMA
-weights (sheet B.6; rate 0.995 for a 2000-step run instead of 0.999).
+weights (as in Diepeveen et al. 2024; rate 0.995 for a 2000-step run instead
+of 0.999).
 
 Measured (default config, ``nice -n 10`` on the 2 shared CPU cores under a
 load of ~9-10 from other jobs: 11.5 and 13.2 min wall for the RAE part in two
@@ -78,7 +79,7 @@ identical (deterministic) runs, training 57-67 / 57-61 / 101-123 / 127-131 /
 Every per-example error is below its pointwise bound L_x^2 ||(I - P) phi(x)||^2
 (64 test points per set). The reference dimension is the eps rule on the true a
 (sinusoids) or on the ideal chart's variances (hemisphere). The RAE recovers k
-on every Sinusoid set (the issue's Gaussian-through-a-known-map family, D up to
+on every Sinusoid set (the Gaussian-through-a-known-map family, D up to
 100); on Hemisphere(5, 20) the eps rule cannot give 5 even with the ideal chart.
 Before this config (one shared setting, lambda_iso = 0.5, tanh couplings):
 1 / 3 / 82 on Sinusoid(1, 3) / (2, 10) / (1, 100).
@@ -97,8 +98,8 @@ import ml_collections
 from configs import default
 
 # Per-data-set overrides of the shared defaults below: {name: {section: {..}}}.
-# Paper settings (sheet B.6) quoted in the comments; deviations explained in
-# the module docstring.
+# Paper settings (Diepeveen et al. 2024, authors' configs) quoted in the
+# comments; deviations explained in the module docstring.
 PER_DATASET = {
     # Paper: 8 steps, lambda_iso 5, lambda_vol 1, 'length' (4 probes).
     "sinusoid_1_3": dict(
@@ -144,7 +145,7 @@ def get_config(arg=None):
                 if not quick else ("sinusoid_1_3", "hemisphere_2_3"))
   c.num_train = 5000 if not quick else 1000
   c.num_test = 500 if not quick else 200
-  c.epsilon = 0.1            # the paper's eval epsilon (sheet B.5), all sets
+  c.epsilon = 0.1            # the paper's eval epsilon (Diepeveen et al. 2024), all sets
   c.digits = not quick       # also run the RAE on the 64-D digits
   c.digits_epsilon = 0.1
 

@@ -2,7 +2,7 @@
 
 Needs the data set already prepared by tensorflow-datasets (no download here).
 Uses a UNet prior, a conv encoder and the paper's latent sizes (384 for
-CIFAR-10, 512 for CelebA; maths sheet 3.2). Hours on one accelerator; not a CPU job.
+CIFAR-10, 512 for CelebA; Batzolis et al. 2023). Hours on one accelerator; not a CPU job.
 
   python launch.py --config=configs/score_vae_tfds.py:cifar10 --workdir=results/score_vae_cifar10
   python launch.py --config=configs/score_vae_tfds.py:celeb_a --workdir=results/score_vae_celeba --config.prior.checkpoint=/path/prior

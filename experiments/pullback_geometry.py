@@ -5,8 +5,9 @@ diffeomorphism, trains a RealNVP per method (isometry-regularised anisotropic
 flow "ours", the standard flow "nf", ...), and compares its closed-form
 geodesics phi^{-1}((1-t) phi(x) + t phi(y)) with the ground-truth ones on
 random test pairs: geodesic error (1/100) sum_i ||gamma_hat(t_i) - gamma(t_i)||
-and variation error (y -> y + 0.1 xi), mean (std) (maths sheet B.9). PNGs show
-the geodesics over the true density.
+and variation error (y -> y + 0.1 xi), mean (std) (Diepeveen, Batzolis,
+Shumaylov, Schonlieb 2024, Table 1). PNGs show the geodesics over the true
+density.
 
 Part 2 (high-D, ``configs/pullback_rae.py``): trains "ours" on Sinusoid(k, D) and
 Hemisphere(k, D) sets, each with its own hyperparameters
@@ -196,7 +197,7 @@ def run_rae(config, workdir):
     start = time.time()
     model, state, history = isometry.train_flow(set_config, x_train)
     seconds = time.time() - start
-    params = state.ema.params   # evaluation uses the EMA weights (sheet B.6)
+    params = state.ema.params   # evaluation uses the EMA weights (as the paper's code)
     learned = flows.flow_maps(model, params["flow"])
     a = isometry.diag_a_of(params)
     a_sorted = np.sort(np.asarray(a))[::-1]

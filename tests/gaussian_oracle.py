@@ -1,4 +1,4 @@
-"""Closed forms for Gaussian data x ~ N(mu, s^2) under a VP process (maths sheet T1-T4)."""
+"""Closed forms for Gaussian data x ~ N(mu, s^2) under a VP process (VDM VLB terms)."""
 
 import math
 
@@ -24,21 +24,21 @@ def optimal_score(z, gamma, mu=MU, s=S):
 
 
 def continuous_diffusion_loss(gamma_0, gamma_1, s=S):
-  """T2: E L_inf = 1/2 ln(w_0 / w_1), w = 1 + s^2 SNR."""
+  """E L_inf = 1/2 ln(w_0 / w_1), w = 1 + s^2 SNR."""
   w0 = 1 + s * s * math.exp(-gamma_0)
   w1 = 1 + s * s * math.exp(-gamma_1)
   return 0.5 * math.log(w0 / w1)
 
 
 def discrete_diffusion_loss(gammas, s=S):
-  """T4: E L_T = 1/2 sum_i (SNR_s - SNR_t) s^2 / (1 + s^2 SNR_t) over the grid."""
+  """E L_T = 1/2 sum_i (SNR_s - SNR_t) s^2 / (1 + s^2 SNR_t) over the grid."""
   snr = np.exp(-np.asarray(gammas, np.float64))
   snr_s, snr_t = snr[:-1], snr[1:]
   return 0.5 * float(np.sum((snr_s - snr_t) * s * s / (1 + s * s * snr_t)))
 
 
 def expected_neg_vlb(gamma_1, mu=MU, s=S):
-  """T3: H(x) + KL(q(z_1) || N(0, 1)), independent of gamma_0 and the shape."""
+  """E[-VLB] = H(x) + KL(q(z_1) || N(0, 1)), independent of gamma_0 and the shape."""
   a2 = 1 / (1 + math.exp(gamma_1))
   s2 = 1 - a2
   h = 0.5 * math.log(2 * math.pi * math.e * s * s)

@@ -96,7 +96,7 @@ def test_rate_of_known_distribution_matches_entropy_bound():
   bound = _oracle_nelbo_bits(steps, dim)
   np.testing.assert_allclose(rate, bound, rtol=0.05)
   assert rate > entropy
-  # The bound itself closes in on the entropy as T grows (maths sheet §7 T4).
+  # The bound itself closes in on the entropy as T grows (E L_T decreases to L_inf).
   finer = _oracle_nelbo_bits(8 * steps, dim)
   assert entropy < finer < bound
   assert finer - entropy < 0.5 * (bound - entropy)

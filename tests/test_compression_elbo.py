@@ -33,14 +33,15 @@ def _recon_by_quadrature(value, vocab_size, gamma0):
 
 
 def test_recon_quadrature_reproduces_sheet_t6():
-  # Maths sheet §7 T6 at gamma_0 = -13.3, V = 256 (edge and interior values).
+  # Computed in closed form (quadrature, `_recon_by_quadrature`) at gamma_0 = -13.3,
+  # V = 256 (edge and interior values).
   np.testing.assert_allclose(_recon_by_quadrature(0, 256, -13.3), 0.0036228, rtol=1e-4)
   np.testing.assert_allclose(_recon_by_quadrature(128, 256, -13.3), 0.0072456, rtol=1e-4)
 
 
 @pytest.mark.parametrize("value", [3])
 def test_point_mass_nelbo_closed_forms(value):
-  # Sheet §7 T6: with the exact denoiser of point-mass data, L_T = 0; the recon
+  # With the exact denoiser of point-mass data, L_T = 0; the recon
   # and prior terms are closed forms. gamma_0 = -6 keeps the recon Monte Carlo
   # estimate out of the rare-event regime (at -13.3 it is tail dominated).
   vocab, g0, g1 = 16, -6.0, 5.0

@@ -1,6 +1,7 @@
 """Closed-form checks of CDE, CDiffE and MS-CDiffE on a jointly Gaussian (x, y).
 
-Sheet: /work/shared/maths/conditional_multiscale_scorevae.md §1.5 and §4 (T1-T3).
+Theory: Batzolis, Stanczuk, Schonlieb, Etmann, Conditional Image Generation with
+Score-Based Diffusion Models, 2021 (arXiv 2111.13606); numbers computed in closed form.
 The "optimal" networks below compute the exact scores from the closed form (no
 training) and are plugged into `vdm_jax.conditional.estimators`, so the
 estimators' losses and sampling-time scores are checked end to end.
@@ -29,7 +30,11 @@ def _random_problem(seed=0, dx=3, dy=2):
 
 
 def test_scalar_fixture_matches_sheet():
-  """Sheet T3 scalar table: x~N(0,1), y=x+n, R=0.25, sigma_x=1, x_t=0.3, y=0.8."""
+  """Scalar fixture: x~N(0,1), y=x+n, R=0.25, sigma_x=1, x_t=0.3, y=0.8.
+
+  Computed in closed form: m0 = y / (1 + R) = 0.64, C0 = R / (1 + R) = 0.2,
+  score = -(x_t - m0) / (C0 + sigma_x^2) = 0.283333.
+  """
   p = _scalar_problem()
   xt, y = jnp.array([[0.3]]), jnp.array([[0.8]])
   m0, c0 = gaussian.posterior(p, y)
@@ -45,7 +50,7 @@ def test_scalar_fixture_matches_sheet():
 
 
 def test_cde_target_is_conditional_tweedie():
-  """T1: grad log p(x_t|y) = -(x_t - E[x0 | x_t, y]) / s^2 (VE and VP kernels)."""
+  """grad log p(x_t|y) = -(x_t - E[x0 | x_t, y]) / s^2 (VE and VP kernels)."""
   p = _random_problem()
 
   @jax.jit
@@ -65,7 +70,7 @@ def test_cde_target_is_conditional_tweedie():
 
 
 def test_joint_score_is_autodiff_of_joint_density_and_x_block_conditions_on_y_t():
-  """T2: joint score = grad log N(K_t); its x block = grad log p(x_t | y_t)."""
+  """Joint score = grad log N(K_t); its x block = grad log p(x_t | y_t)."""
   p = _random_problem()
   a_x, s_x, a_y, s_y = 0.9, 0.5, 0.95, 0.3
 
@@ -94,7 +99,7 @@ def test_joint_score_is_autodiff_of_joint_density_and_x_block_conditions_on_y_t(
 
 
 def test_diffusive_error_closed_form_matches_monte_carlo():
-  """T3: E_{y_t|y}||s^x(x_t, y_t) - s_CDE(x_t, y)||^2 = bias^2 + s_y^2 ||P_xy||_F^2."""
+  """E_{y_t|y}||s^x(x_t, y_t) - s_CDE(x_t, y)||^2 = bias^2 + s_y^2 ||P_xy||_F^2."""
   p = _random_problem()
   xt, y = jnp.array([[0.2, -0.4, 1.0]]), jnp.array([[0.5, -1.0]])
   s_y = 0.5
@@ -158,7 +163,7 @@ def test_optimal_networks_minimise_the_estimator_losses(name):
 
 
 def test_sampling_time_scores_match_theory():
-  """CDE is exact; CDiffE's error is the T3 closed form; MS-CDiffE shrinks it."""
+  """CDE is exact; CDiffE's error is the closed form; MS-CDiffE shrinks it."""
   p = _random_problem()
   n = 20_000
   xt = jnp.repeat(jnp.array([[0.2, -0.4, 1.0]]), n, 0)
@@ -190,7 +195,7 @@ def test_sampling_time_scores_match_theory():
 
 
 def test_bias_vanishes_with_y_speed_and_reaches_cde():
-  """Sheet T3 trend on a 3-d x / 2-d y problem: error -> 0 as sigma_y -> 0."""
+  """Trend on a 3-d x / 2-d y problem: error -> 0 as sigma_y -> 0."""
   p = _random_problem()
 
   @jax.jit

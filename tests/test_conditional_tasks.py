@@ -1,4 +1,4 @@
-"""Tasks, metrics and the exact Gaussian super-resolution posterior (issue 7, test 4)."""
+"""Tasks, metrics and the exact Gaussian super-resolution posterior."""
 
 import jax
 import jax.numpy as jnp

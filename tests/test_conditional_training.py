@@ -1,4 +1,4 @@
-"""A few hundred training steps of each estimator cut the score error (issue 7, test 2).
+"""A few hundred training steps of each estimator cut the score error.
 
 Jointly Gaussian (x, y) whose exact scores are known (`conditional.gaussian`);
 each estimator trains a small `ScoreMLP` (y as extra inputs) and its learned

@@ -31,7 +31,8 @@ def test_thin_gaussian_subspace_gives_exactly_k(k, d):
   np.testing.assert_array_equal(est.per_point, k)
   assert int(est.dimension) == k
   np.testing.assert_array_equal(est.normal_dim, d - k)
-  # Theory (sheet A.9): normal values ~ sigma / (tau^2 + sigma^2), tangential
+  # Closed form (score -C^{-1} x for x = U z + tau n, VE-noised): normal values
+  # ~ sigma / (tau^2 + sigma^2), tangential
   # ~ sigma / (lambda + ...), so the gap ratio is of order lambda / sigma^2.
   assert float(jnp.min(est.gap_ratio)) > 100.0
 

@@ -22,7 +22,8 @@ def test_unknown_dataset_field_raises():
 def test_thin_subspace_row_uses_the_per_set_noise_level(tmp_path):
   # A 2-plane in R^6 (normal std 1e-3), a small MLP, the per-set gamma_eval:
   # the row must report that level, find k = 2 within +-1 (a briefly trained
-  # model, as in the MLP test), PPCA exactly 2, and write the PNG.
+  # model, as in tests/test_intrinsic_dim_training.py), PPCA exactly 2, and
+  # write the PNG.
   exp = _experiment()
   cfg = intrinsic_dim_benchmark.get_config("quick")
   cfg.num_train = 2000

@@ -1,4 +1,4 @@
-"""Closed-form checks of the VLB (maths sheet vdm_and_sde.md, tests T1-T4 and T6)."""
+"""Closed-form checks of the VLB (Kingma et al. 2021) on Gaussian and point-mass data."""
 
 import functools
 import math
@@ -32,7 +32,7 @@ def _learned_gamma_fn(gamma_min, gamma_max, seed=1):
 
 
 def test_gaussian_data_vlb_matches_exact_neg_log_likelihood():
-  """T3: with the optimal denoiser and exact Gaussian decoder, E[-VLB] = H(x) + KL_prior."""
+  """With the optimal denoiser and exact Gaussian decoder, E[-VLB] = H(x) + KL_prior."""
   g0, g1 = -13.3, 5.0
   gamma_fn = lambda t: schedules.linear_gamma(t, gamma_min=g0, gamma_max=g1)
   diff, diff_se, x, diff_per = _mc_diffusion(gamma_fn)
@@ -48,7 +48,7 @@ def test_gaussian_data_vlb_matches_exact_neg_log_likelihood():
   total = diff_per + prior + recon
   se = total.std() / math.sqrt(len(total))
   expected = oracle.expected_neg_vlb(g1)
-  assert abs(expected - 0.726099) < 1e-5  # the sheet's worked example
+  assert abs(expected - 0.726099) < 1e-5  # computed in closed form: H(x) + KL_prior
   assert abs(total.mean() - expected) < 4 * se, (total.mean(), expected, se)
   assert se < 0.02
   # The exact -log p(x) of N(mu, s^2), averaged: the bound is tight up to the prior KL.
@@ -59,7 +59,7 @@ def test_gaussian_data_vlb_matches_exact_neg_log_likelihood():
 
 @pytest.mark.parametrize("kind", ["linear", "cosine", "learned"])
 def test_continuous_loss_is_invariant_to_schedule_shape(kind):
-  """T2: with fixed endpoints, E L_inf = 1/2 ln(w_0/w_1) = 5.956015 for any shape."""
+  """With fixed endpoints, E L_inf = 1/2 ln(w_0/w_1) = 5.956015 for any shape."""
   g0, g1 = -13.3, 5.0
   gamma_fn = {
       "linear": lambda t: schedules.linear_gamma(t, gamma_min=g0, gamma_max=g1),
@@ -100,7 +100,7 @@ def test_snr_form_equals_eps_form():
 
 @pytest.mark.parametrize("num_steps,expected", [(10, 15.72756), (100, 6.485690), (1000, 6.006237)])
 def test_discrete_loss_matches_closed_form_and_converges(num_steps, expected):
-  """T4: E L_T with the optimal denoiser, decreasing to L_inf = 5.956 as T grows."""
+  """E L_T with the optimal denoiser, decreasing to L_inf = 5.956 as T grows."""
   gamma_fn = lambda t: schedules.linear_gamma(t, gamma_min=-13.3, gamma_max=5.0)
   grid = np.asarray(schedules.linear_gamma(np.linspace(0, 1, num_steps + 1)))
   assert abs(oracle.discrete_diffusion_loss(grid) - expected) < 1e-4
@@ -116,7 +116,7 @@ def _gaussian_quantiles(n):
 
 
 def test_point_mass_bpd_matches_hand_computation():
-  """T6: every value equal to k, optimal denoiser x_hat = c_k: diffusion loss 0."""
+  """Every value equal to k, optimal denoiser x_hat = c_k: diffusion loss 0."""
   vocab, k, d = 256, 128, 65536
   x = jnp.full((1, d), k, jnp.int32)
   c_k = float(losses.bin_centres(vocab)[k])

@@ -1,4 +1,4 @@
-"""Tests for vdm_jax.multiscale.conditional against vdm_jax.conditional.gaussian (T1-T3)."""
+"""Tests for vdm_jax.multiscale.conditional against vdm_jax.conditional.gaussian."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,8 @@ from vdm_jax.multiscale import conditional as msc
 from vdm_jax.multiscale import nonuniform as nu
 from vdm_jax.multiscale import sampling
 
-# Scalar fixture of the maths sheet (T3): x ~ N(0, 1), y = x + n, R = 0.25.
+# Scalar fixture (as in tests/test_conditional_gaussian.py): x ~ N(0, 1),
+# y = x + n, R = 0.25.
 PROBLEM = gaussian.make_linear_gaussian([0.0], [[1.0]], [[1.0]], [[0.25]])
 
 

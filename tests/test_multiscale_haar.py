@@ -1,4 +1,4 @@
-"""Tests for vdm_jax.multiscale.haar (maths sheet conditional_multiscale_scorevae.md, T5)."""
+"""Tests for vdm_jax.multiscale.haar (orthonormal Haar, Batzolis et al. 2022)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Tests for vdm_jax.multiscale.nonuniform (maths sheet §2.3 and T6)."""
+"""Tests for vdm_jax.multiscale.nonuniform (Batzolis et al. 2022, arXiv 2207.09786)."""
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,8 @@ def test_default_windows_and_t6_table():
   # Every band reaches log-SNR -10 at its own end time.
   for k, e in enumerate(p.ends):
     np.testing.assert_allclose(-nu.scale_gamma(p, k, e), -10.0, atol=1e-4)
-  # T6 (eps = 1e-3 there, 0 here, hence ~0.02 differences): coarser bands lag.
+  # Computed in closed form, lambda_k(t) = 10 - 20 t / T_k (the paper's code starts
+  # at eps = 1e-3, here 0, hence ~0.02 differences): coarser bands lag.
   np.testing.assert_allclose(lam[3, 1:], [5.0, 0.0, -5.0], atol=0.03)
   np.testing.assert_allclose(lam[2, 1:3], [10 / 3, -10 / 3], atol=0.03)
   np.testing.assert_allclose(lam[1, 1], 0.0, atol=0.03)

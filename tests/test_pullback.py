@@ -88,7 +88,8 @@ def test_affine_exp_log_round_trip_and_transport(affine_setup):
 
 
 # ----------------------------------------------------------------------------
-# 2. Banana closed forms (maths sheet B.11.2).
+# 2. Banana closed forms (computed in closed form: phi(x) = (x1 - x2^2 / 9, x2),
+#    A = diag(1/4, 4), d(x, y) = ||A^{-1}(phi(x) - phi(y))||).
 # ----------------------------------------------------------------------------
 def test_banana_closed_forms():
   dens = toy_densities.single_banana()
@@ -175,7 +176,7 @@ def test_closed_form_matches_shooting_and_beats_straight_line(name, x, y):
 
 @pytest.mark.slow
 def test_banana_energy_minimisation_matches_closed_form():
-  """Maths sheet B.11.3: minimise the discrete energy over interior points."""
+  """Minimise the discrete energy over interior points (G = Dphi^T A^-2 Dphi)."""
   dens = toy_densities.single_banana()
   phi, a = dens.phi, dens.diag_a
   x, y = jnp.array([2.0, 4.0]), jnp.array([2.0, -4.0])

@@ -14,7 +14,7 @@ from configs import pullback_2d
 
 
 def test_nll_of_ground_truth_banana_is_exact():
-  """Sheet B.11.4: the true phi as 'flow' gives -log N(phi(x); 0, A)."""
+  """The true phi as 'flow' gives -log N(phi(x); 0, A)."""
   dens = toy_densities.single_banana()
   x = toy_densities.sample(dens, jax.random.key(0), 32)
   z = jax.vmap(dens.phi)(x)

@@ -1,4 +1,4 @@
-"""Bayes' rule for scores on the linear-Gaussian model (maths sheet T4) and decoding."""
+"""Bayes' rule for scores on the linear-Gaussian model (closed forms) and decoding."""
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,8 @@ class _Fixed:
 
 
 def test_scalar_fixture_matches_sheet():
-  # S=1, W=1, V=0.25, alpha=0.6, sigma=0.8, x_t=0.5, z=1.0 (maths sheet T4).
+  # S=1, W=1, V=0.25, alpha=0.6, sigma=0.8, x_t=0.5, z=1.0, computed in closed
+  # form: P = 1/(a^2 S + s^2) = 1, B = V + W (S - a^2 S P S) W = 0.89.
   lg = LinearGaussian([[1.0]], [[1.0]], [[0.25]], _Fixed(0.6, 0.8))
   x = jnp.array([[0.5]])
   t = jnp.array([0.3])

@@ -36,7 +36,11 @@ def pf_ode_gaussian_logp(sde, x, mu, cov, t_start):
 
 
 def test_t5_closed_form_1d_vp():
-  """Maths sheet T5: VP beta-linear, eps=1e-5, mu=.3, s=.5, x=.9 -> -0.948152."""
+  """VP beta-linear, eps=1e-5, mu=.3, s=.5, x=.9 -> -0.948152.
+
+  Computed in closed form: the PF-ODE flow is affine, p_ODE(x) = N(x; m, A^2)
+  with A^2 = V_eps / V_1, m = a_eps mu - A a_1 mu, V_t = a_t^2 s^2 + s_t^2.
+  """
   sde = sdes.VPSDE()
   score_fn, _ = score_fns.gaussian_mixture_score([[0.3]], [[[0.25]]], [0.], sde)
   logp, _, n_evals = jax.jit(lambda k, x: likelihood.ode_logp(

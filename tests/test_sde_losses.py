@@ -47,7 +47,7 @@ def test_matches_core_parameterizations_for_vp(param):
 
 
 def test_likelihood_weighted_dsm_equals_vdm_continuous_loss():
-  """Sheet 6.5: with s = -eps_hat/sigma, g^2 DSM = 1/2 gamma' ||eps - eps_hat||^2."""
+  """With s = -eps_hat/sigma, g^2 DSM = 1/2 gamma' ||eps - eps_hat||^2."""
   gamma_fn = functools.partial(schedules.cosine_gamma, gamma_min=-10.,
                                gamma_max=6.)
   sde = sdes.ScheduleVPSDE(gamma_fn, eps=0.0)
@@ -80,7 +80,7 @@ def test_std2_weighting_is_eps_mse():
 
 @pytest.mark.slow
 def test_optimal_denoiser_gives_closed_form_diffusion_loss():
-  """Sheet T2: Gaussian data, optimal eps_hat, linear gamma -> L_inf = 5.956015."""
+  """Gaussian data, optimal eps_hat, linear gamma -> L_inf = 5.956015."""
   mu, s = 0.3, 0.5
   sde = sdes.ScheduleVPSDE(schedules.linear_gamma, eps=0.0)
 

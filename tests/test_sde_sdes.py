@@ -145,7 +145,7 @@ def test_vp_equals_schedule_vp_with_its_log_snr():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
   for a, b in zip(vp.drift_diffusion(x, t), svp.drift_diffusion(x, t)):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
-  # Sheet 6.1: gamma(1e-5) ~ -13.8 and gamma(1) ~ 10.05.
+  # gamma(t) = log(e^{B(t)} - 1): gamma(1e-5) ~ -13.8 and gamma(1) ~ 10.05.
   np.testing.assert_allclose(vp.log_snr(jnp.array([1e-5, 1.])),
                              [-13.8155, 10.05], atol=2e-2)
 

@@ -28,7 +28,7 @@ def _assert_trees_close(a, b, rtol=1e-4):
 
 @pytest.mark.parametrize("num_steps", [0, 10])
 def test_variance_rule_matches_direct_gradients(num_steps):
-  """T7: shape params get d mean(L^2); network and endpoints get d mean(L)."""
+  """Shape params get d mean(L^2); network and endpoints get d mean(L)."""
   vdm, params, x = _setup(schedules.MonotoneNetSchedule(n_features=8), num_steps)
   rng = jax.random.key(2)
   loss, metrics, grads = jax.jit(

@@ -1,4 +1,7 @@
-"""CAFLOW: conditional auto-regressive multi-scale flows (issue 12).
+"""CAFLOW: conditional auto-regressive multi-scale flows.
+
+Batzolis, Carioni, Etmann, Afyouni, Kourtzi, Schonlieb. CAFLOW: Conditional
+Autoregressive Flows. https://arxiv.org/abs/2106.02531, 2021.
 
 Public names are re-exported one per line.
 """

@@ -1,7 +1,8 @@
 """Bits-back ANS coding over the discrete-time VDM chain, in the Bit-Swap order.
 
 One ANS stack (``constriction.stream.stack.AnsCoder``) carries a whole stream of
-images. Per image, the encoder runs (maths sheet §5.2)::
+images. Per image, the encoder runs (the Bit-Swap order of Kingma,
+Abbeel, Ho 2019)::
 
     z_0 <- POP  Q(z_0 | x)                 # N(alpha_0 f, sigma_0^2) on the z_0 grid
            PUSH x with P(x | z_0)          # categorical decoder, V symbols per dimension
@@ -19,7 +20,7 @@ dimension to put enough bits on the stack for the first bits-back image's pops
 (:func:`initial_words`) whose untouched part is not written to the file (the
 decoder regenerates it), so the file pays only for the stock bits actually used.
 
-Discretisation (sheet §5.3): latent z_i is an integer k_i on the grid delta_i * Z
+Discretisation (as in BB-ANS/Bit-Swap): latent z_i is an integer k_i on the grid delta_i * Z
 (see :func:`vdm_jax.compression.chain.make_chain`). A Gaussian N(mu, s^2) codes k_i
 as the offset j = k_i - round(mu / delta_i) under constriction's
 ``QuantizedGaussian(-M, M)`` with mean mu / delta_i - round(mu / delta_i) and std

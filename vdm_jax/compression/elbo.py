@@ -31,7 +31,7 @@ def discrete_time_nelbo(rng, x_int, *, eps_fn: Callable, gamma_fn: Callable, voc
   r"""Unbiased estimate of the T-step VDM negative ELBO of integer images (nats).
 
   With f = 2(x + 1/2)/V - 1, t_i = i/T, gamma_i = gamma(t_i) and z_i = alpha_i f +
-  sigma_i eps_i (maths sheet §2.1-2.4):
+  sigma_i eps_i (Kingma et al. 2021, Variational Diffusion Models, §3-4):
 
   .. math::
 

@@ -46,7 +46,7 @@ def apply_eps(net, params, z, gamma, vocab_size: int, *, flat: bool = True):
 
   which is exact at low noise (where an MLP could not resolve the 1/sigma slope)
   and learned at high noise. The net is conditioned on gamma normalised to [0, 1]
-  with the fixed ends (-13.3, 5) (maths sheet §7 P6).
+  with the fixed ends (-13.3, 5), as in the official VDM code, not the learned ends.
 
   Args:
     net: ScoreMLP with out_dim = D * V (``flat=True``), or a UNet with

@@ -23,7 +23,7 @@ and the joint (CDiffE / MS-CDiffE target) has covariance
 :math:`-K_t^{-1}([x_t; y_t] - [a_x\\mu; a_y A\\mu])`. Its x-block equals
 :math:`\\nabla_{x_t}\\log p_t(x_t | y_t)`. With the observed y diffused forward,
 :math:`y_t = a_y y + s_y \\xi'`, the sampling-time error of the diffusive
-estimators has the closed form (sheet T3, generalised to VP):
+estimators has the closed form (Gaussian algebra; VE and VP alike):
 
 .. math::
 

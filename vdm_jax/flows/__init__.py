@@ -1,4 +1,5 @@
-"""Normalizing flows on images: Glow/RealNVP layers (issue 12, CAFLOW foundation).
+"""Normalizing flows on images: Glow/RealNVP layers (the building blocks of CAFLOW,
+Batzolis et al. 2021, https://arxiv.org/abs/2106.02531).
 
 Public names are re-exported one per line.
 """

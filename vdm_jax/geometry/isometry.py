@@ -158,7 +158,7 @@ def isometry_penalty_length(phi: Callable, x, rng, *, num_probes: int = 4):
   expectation iff J is orthogonal), but it is NOT an estimate of the
   Frobenius term: it penalises lengths only, through JVPs only (one per
   probe), which makes it the cheapest of the three. This is the paper code's
-  default isometry regulariser (``reg_iso_type='length'``, maths sheet B.6).
+  default isometry regulariser (``reg_iso_type='length'``; Diepeveen et al. 2024).
 
   Args:
     phi: one point ``[D] -> [D]``.

@@ -27,7 +27,8 @@ the RAE is exactly PCA. Pointwise, ||x - D(E(x))|| <= L_x ||(I - P)(phi(x) - m)|
 with L_x the largest singular value of Dphi^{-1} on the segment from
 phi(x) to its projection; `pointwise_bound` estimates it on a grid. The paper's
 Theorem 1 states the bound under its own assumptions and constants; the form
-above is the one it must reduce to (maths sheet B.5) and is what we test.
+above is the one it must reduce to (exact, with L = 1, for an isometric phi)
+and is what we test.
 
 References:
   Diepeveen, Batzolis, Shumaylov, Schoenlieb. Score-based pullback Riemannian

@@ -26,16 +26,17 @@ Rules for the normal dimension n from one spectrum (`rule=`):
   free, but it can fire inside a tail of near-zero values, so it is only
   advisable when the spectrum has no exact zeros (learned scores).
 * ``'threshold'``: the number of singular values with s_i >= threshold * s_1.
-  Theory (sheet A.4) puts normal values at O(1/sigma) and tangential ones at
-  O(1), so any threshold well inside (sigma, (1 - sqrt(D/K))^2) works; 0.1 is
-  the default.
+  Theory (log p_t(x) ~ -dist(x, M)^2 / (2 sigma^2) near the manifold M) puts
+  normal values at O(1/sigma) and tangential ones at O(1), so any threshold
+  well inside (sigma, (1 - sqrt(D/K))^2) works; 0.1 is the default.
 
-Deviations from the authors' code (maths sheet A.2), on purpose: the 'gap' rule
-searches all D - 1 gaps as the paper's algorithm box does (the code skips the
+Deviations from the authors' code (released with Stanczuk et al. 2022), on
+purpose: the 'gap' rule searches all D - 1 gaps as the paper's algorithm box does (the code skips the
 first one and normalises by s_1 - s_2, which cannot move the argmax otherwise),
 and anchors are summarised by the mode of the per-anchor estimates (the code
 logs the mean, which is returned too). The VP kernel alpha x0 + sigma eps is
-used with vdm_jax models instead of the VE kernel x0 + sigma eps (sheet A.3).
+used with vdm_jax models instead of the VE kernel x0 + sigma eps (the VP
+marginal is q(z | x0) = N(alpha x0, sigma^2)).
 
 The centring follows the authors' code (it removes the common mean score; the
 algorithm box of the paper does not centre; both give the same answer on the

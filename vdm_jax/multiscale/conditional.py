@@ -21,7 +21,7 @@ of ``grad log p_t(x_t | y)``. The bias vanishes as ``sigma_y -> 0``: with
 ``gamma_y1 = gamma_max`` it is CDiffE (y as fast as x); in between it is the
 multi-speed CMDE.
 
-Relation to `vdm_jax.conditional` (issue 7): that package implements the same
+Relation to `vdm_jax.conditional`: that package implements the same
 estimators on `vdm_jax.sde` SDE objects (VE, as in the paper's experiments,
 with `MultiSpeedSDE`). This module is the VP/log-SNR-window version that plugs
 into the multi-scale sampler (`vdm_jax.multiscale.sampling.make_sampler`

@@ -1,6 +1,6 @@
 """Linear-Gaussian ScoreVAE model with closed forms (a test oracle and toy model).
 
-Maths sheet `conditional_multiscale_scorevae.md` section 4, T4:
+Closed forms (Gaussian algebra; Bayes' rule for scores as in ScoreVAE):
 
 x0 ~ N(0, S), z | x0 ~ N(W x0, V), VP diffusion x_t = a_t x0 + s_t xi.
 With P = (a^2 S + s^2 I)^{-1}:

@@ -25,7 +25,7 @@ variable z = lo + (hi - lo) y, Jensen gives the bound
    - D \\log_2 (hi - lo) + D \\log_2 V,
 
 so bpd = bound / D. For V = 256 this is score_sde's offset: +7 for data in
-[-1, 1] and +8 for [0, 1] (maths sheet 6.8).
+[-1, 1] and +8 for [0, 1] (log2 V - log2(hi - lo) with V = 256).
 
 Caveat: the exact divergence and the per-example Hutchinson estimate assume the
 score of example b depends only on x_b (no batch statistics in the network).

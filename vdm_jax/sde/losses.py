@@ -17,7 +17,8 @@ constant 1 - 1e-5 for the defaults; score_sde omits it). With `reduce='sum'`
 the squared norm is summed over dimensions and halved, so that with the
 likelihood weighting and `ScheduleVPSDE` (eps = 0) the loss equals VDM's
 continuous diffusion loss L_inf = 1/2 gamma'(t) ||eps - eps_hat||^2 *exactly*,
-sample by sample (maths sheet 6.5). `reduce='mean'` averages over dimensions
+sample by sample (for s = -eps_hat / sigma, g^2 ||s + eps / sigma||^2 =
+gamma' ||eps - eps_hat||^2). `reduce='mean'` averages over dimensions
 without the 1/2 (score_sde's reduce_mean=True).
 
 References:

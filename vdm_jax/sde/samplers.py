@@ -21,7 +21,7 @@ noise-free mean (score_sde's `denoise`), so no noise of size G_N is left.
   \\; \\varepsilon = 2 \\alpha_i (r \\|\\xi\\| / \\|s\\|)^2.
 
 In the Langevin step the two norms are per-sample L2 norms averaged over the
-batch (as score_sde does, maths sheet P9), so the step size depends on the
+batch (as the score_sde code of Song et al. 2021 does), so the step size depends on the
 batch; alpha_i = a_{t_i | t_{i+1}}^2 (= 1 - beta_i for VP, 1 for VE).
 
 References:
@@ -177,8 +177,8 @@ def ddim_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
     \\sigma_Q^2 = v_{t|s}\\, s_s^2 / s_t^2,
 
   where v_{t|s} is the forward transition variance (`SDE.transition_coeffs`).
-  eta = 1 is the ancestral sampler p(x_s | x_t) = q(x_s | x_t, x_hat) (maths
-  sheet 6.7). Works for VP, sub-VP and VE alike.
+  eta = 1 is the ancestral sampler p(x_s | x_t) = q(x_s | x_t, x_hat) (Song,
+  Meng, Ermon, DDIM, 2021, eq. 12 with eta = 1). Works for VP, sub-VP and VE alike.
 
   Args:
     rng: PRNG key.

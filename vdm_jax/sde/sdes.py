@@ -38,7 +38,8 @@ Conventions (shared across vdm_jax):
   noise (the exact std from an unperturbed start is
   ``sqrt(sigma(t)^2 - sigma_min^2)``). Likewise `ScheduleVPSDE.marginal` is the
   VDM forward process ``q(z_t | x) = N(alpha_t x, sigma_t^2)``, which the SDE
-  reproduces when started from ``z_0 ~ q(z_0 | x)`` (maths sheet 6.4).
+  reproduces when started from ``z_0 ~ q(z_0 | x)``, because
+  ``alpha_{t|0}^2 sigma_0^2 + 1 - alpha_{t|0}^2 = sigma_t^2``.
 
 References:
   Song, Sohl-Dickstein, Kingma, Kumar, Ermon, Poole. Score-Based Generative
@@ -551,11 +552,12 @@ class ScheduleVPSDE(SDE):
     \\beta(t) = \\sigma_t^2 \\gamma'(t), \\quad f = -\\tfrac12\\beta(t) x,
     \\quad g = \\sqrt{\\beta(t)},
 
-  since d log alpha_t / dt = -sigma_t^2 gamma'(t) / 2 (Kingma et al. App. D,
-  maths sheet 6.4). gamma'(t) comes from `jax.jvp` of `gamma_fn`.
+  since d log alpha_t / dt = -sigma_t^2 gamma'(t) / 2 (Kingma et al. 2021,
+  Variational Diffusion Models, App. D). gamma'(t) comes from `jax.jvp` of `gamma_fn`.
   `marginal(x, t)` is the VDM forward process q(z_t | x); the SDE reproduces it
   exactly when started at z_0 ~ q(z_0 | x). With this SDE, likelihood-weighted
-  DSM equals VDM's continuous diffusion loss L_inf (sheet 6.5).
+  DSM equals VDM's continuous diffusion loss L_inf (for s = -eps_hat / sigma_t,
+  g^2 ||s + eps / sigma_t||^2 = gamma'(t) ||eps - eps_hat||^2).
 
   Attributes:
     gamma_fn: elementwise monotone map t [B] -> gamma [B], e.g.
@@ -597,7 +599,7 @@ class ScheduleVPSDE(SDE):
   def _transition(self, s, t):
     gs, gt = self.log_snr(s), self.log_snr(t)
     # alpha^2_{t|s} = exp(softplus(g_s) - softplus(g_t));
-    # sigma^2_{t|s} = -expm1(g_s - g_t) sigmoid(g_t)   (sheet 1.2, stable forms).
+    # sigma^2_{t|s} = -expm1(g_s - g_t) sigmoid(g_t)   (Kingma et al. 2021, App. A).
     ratio = jnp.exp(0.5 * (jax.nn.softplus(gs) - jax.nn.softplus(gt)))
     return ratio, -jnp.expm1(gs - gt) * schedules.sigma2(gt)
 
