@@ -32,7 +32,7 @@ def _recon_by_quadrature(value, vocab_size, gamma0):
   return -(w * logp).sum()
 
 
-def test_recon_quadrature_reproduces_sheet_t6():
+def test_recon_quadrature_reproduces_closed_form():
   # Computed in closed form (quadrature, `_recon_by_quadrature`) at gamma_0 = -13.3,
   # V = 256 (edge and interior values).
   np.testing.assert_allclose(_recon_by_quadrature(0, 256, -13.3), 0.0036228, rtol=1e-4)

@@ -29,7 +29,7 @@ def _random_problem(seed=0, dx=3, dy=2):
       rs.normal(size=(dy, dx)), 0.1 * np.eye(dy))
 
 
-def test_scalar_fixture_matches_sheet():
+def test_scalar_fixture_matches_closed_form():
   """Scalar fixture: x~N(0,1), y=x+n, R=0.25, sigma_x=1, x_t=0.3, y=0.8.
 
   Computed in closed form: m0 = y / (1 + R) = 0.64, C0 = R / (1 + R) = 0.2,

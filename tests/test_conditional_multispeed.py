@@ -86,7 +86,7 @@ def test_equal_speeds_reduce_to_the_single_speed_joint_sde(sde):
                              rtol=1e-5)
 
 
-def test_speed_ratio_matches_sheet_t9():
+def test_speed_ratio_matches_the_flop_count():
   """VE blocks with a shared sigma_min: ratio = (sigma_max,y / sigma_max,x)^t."""
   joint = cond.MultiSpeedSDE(sdes.VESDE(sigma_min=5e-3, sigma_max=277.128),
                              sdes.VESDE(sigma_min=5e-3, sigma_max=0.5))

@@ -9,7 +9,7 @@ from vdm_jax import schedules
 from vdm_jax.multiscale import nonuniform as nu
 
 
-def test_default_windows_and_t6_table():
+def test_default_windows_table():
   p = nu.make_process(3)
   assert p.ends == (0.25, 0.5, 0.75, 1.0)
   assert [(s.first, s.t_lo, s.t_hi) for s in nu.stages(p)] == [

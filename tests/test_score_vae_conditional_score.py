@@ -22,7 +22,7 @@ class _Fixed:
     return jnp.full(t.shape, self.a), jnp.full(t.shape, self.s)
 
 
-def test_scalar_fixture_matches_sheet():
+def test_scalar_fixture_matches_closed_form():
   # S=1, W=1, V=0.25, alpha=0.6, sigma=0.8, x_t=0.5, z=1.0, computed in closed
   # form: P = 1/(a^2 S + s^2) = 1, B = V + W (S - a^2 S P S) W = 0.89.
   lg = LinearGaussian([[1.0]], [[1.0]], [[0.25]], _Fixed(0.6, 0.8))

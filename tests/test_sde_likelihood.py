@@ -35,7 +35,7 @@ def pf_ode_gaussian_logp(sde, x, mu, cov, t_start):
   return stats.multivariate_normal(mean, model_cov).logpdf(np.asarray(x, np.float64))
 
 
-def test_t5_closed_form_1d_vp():
+def test_closed_form_1d_vp():
   """VP beta-linear, eps=1e-5, mu=.3, s=.5, x=.9 -> -0.948152.
 
   Computed in closed form: the PF-ODE flow is affine, p_ODE(x) = N(x; m, A^2)
