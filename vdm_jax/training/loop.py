@@ -24,6 +24,7 @@ local devices and owns everything around it, once, for every method:
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
@@ -208,7 +209,6 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
   manager = None
   state = init_state
   if workdir is not None:
-    import os  # pylint: disable=g-import-not-at-top
     os.makedirs(workdir, exist_ok=True)
     manager = ckpt_lib.Checkpointer(workdir, keep=keep_checkpoints)
     restored = manager.restore(init_state)
@@ -250,7 +250,7 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
 
   def per_step(metrics):
     """Host metrics of one call as a list of per-step dicts."""
-    m = jax.device_get(unreplicate(metrics))
+    m = jax.device_get(jax.tree.map(lambda x: x[0], metrics))
     if k == 1:
       return [m]
     return [{key: v[i] for key, v in m.items()} for i in range(k)]
