@@ -21,3 +21,21 @@ from vdm_jax.caflow.training import flow_to_images
 from vdm_jax.caflow.training import images_to_levels
 from vdm_jax.caflow.training import init_params
 from vdm_jax.caflow.training import make_loss_fn
+
+__all__ = [
+    "CAFlow",
+    "ConditionalAffine",
+    "ScaleConditionalFlow",
+    "check_pair",
+    "check_temperature",
+    "condition_image",
+    "conditional_bits_per_dim",
+    "fit",
+    "flow_to_images",
+    "images_to_levels",
+    "init_params",
+    "make_loss_fn",
+    "make_sampler",
+    "sample_many",
+    "upsample_to",
+]

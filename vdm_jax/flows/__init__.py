@@ -20,3 +20,22 @@ from vdm_jax.flows.multiscale import latent_shapes
 from vdm_jax.flows.multiscale import standard_normal_log_prob
 from vdm_jax.flows.training import dequantize
 from vdm_jax.flows.training import make_nll_fn
+
+__all__ = [
+    "ActNorm",
+    "AffineCoupling",
+    "FlowStep",
+    "InvConv1x1",
+    "MultiScaleFlow",
+    "Split",
+    "Squeeze",
+    "actnorm_init",
+    "bits_per_dim",
+    "check_divisible",
+    "dequantize",
+    "latent_shapes",
+    "make_nll_fn",
+    "squeeze",
+    "standard_normal_log_prob",
+    "unsqueeze",
+]
