@@ -51,6 +51,12 @@ from configs import pullback_rae
 # ----------------------------------------------------------------------------
 # Part 1: geodesics in 2-D.
 # ----------------------------------------------------------------------------
+def _flow_args(config):
+  """`isometry.train_flow`'s keyword arguments from a pullback config."""
+  return dict(seed=config.seed, flow=config.flow.to_dict(), loss=config.loss.to_dict(),
+              optim=config.optim.to_dict())
+
+
 def _method_config(config, method):
   c = config.copy_and_resolve_references()
   c.loss.update(pullback_2d.method_overrides(method))
@@ -113,7 +119,7 @@ def run_geodesics(config, workdir):
     for method in config.methods:
       c = _method_config(config, method)
       start = time.time()
-      model, state, history = isometry.train_flow(c, x_train)
+      model, state, history = isometry.train_flow(x_train, **_flow_args(c))
       seconds = time.time() - start
       params = state.ema.params
       learned = flows.flow_maps(model, params["flow"])
@@ -195,7 +201,7 @@ def run_rae(config, workdir):
       eps = config.epsilon
     set_config = pullback_rae.dataset_config(config, name)
     start = time.time()
-    model, state, history = isometry.train_flow(set_config, x_train)
+    model, state, history = isometry.train_flow(x_train, **_flow_args(set_config))
     seconds = time.time() - start
     params = state.ema.params   # evaluation uses the EMA weights (as the paper's code)
     learned = flows.flow_maps(model, params["flow"])

@@ -108,7 +108,9 @@ def test_train_flow_learns_anisotropic_base():
   config.loss.iso_estimator = "hutchinson"
   dens = toy_densities.single_banana()
   x = toy_densities.sample(dens, jax.random.key(0), 1000)
-  model, state, history = isometry.train_flow(config, x)
+  kwargs = lambda: dict(seed=config.seed, flow=config.flow.to_dict(),
+                        loss=config.loss.to_dict(), optim=config.optim.to_dict())
+  model, state, history = isometry.train_flow(x, **kwargs())
   assert len(history) == 2 and int(state.step) == 200
   assert history[-1]["nll"] < history[0]["nll"] + 1e-3
   a = isometry.diag_a_of(state.params)
@@ -121,4 +123,4 @@ def test_train_flow_learns_anisotropic_base():
   assert log_det.shape == (4,)
   config.optim.num_steps = 150
   with pytest.raises(ValueError, match="multiple of"):
-    isometry.train_flow(config, x)
+    isometry.train_flow(x, **kwargs())

@@ -43,11 +43,10 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from vdm_jax import _checks
@@ -247,57 +246,61 @@ def make_loss_fn(model: flows.RealNVP, *, lambda_iso: float = 0.0,
 # ----------------------------------------------------------------------------
 # Training.
 # ----------------------------------------------------------------------------
-def make_optimizer(config: ml_collections.ConfigDict):
-  """Adam(W) with linear warm-up, cosine decay and grad-norm clipping.
+_LOOP_KEYS = ("steps_per_call", "batch_size", "ema_rate")
 
-  ``log_a`` gets ``config.log_a_lr_mult`` times the flow's learning rate: the
-  latent log-variances must travel O(log(1e-3)) while Adam moves each
-  parameter by about lr per step, so with one shared rate A lags the flow.
+
+def make_optimizer(*, lr: float, num_steps: int, warmup_steps: int,
+                   weight_decay: float, grad_clip: float, log_a_lr_mult: float = 1.0):
+  """AdamW (b2 0.99) with linear warm-up, cosine decay and grad-norm clipping.
+
+  ``log_a`` gets ``log_a_lr_mult`` times the flow's learning rate: the latent
+  log-variances must travel O(log(1e-3)) while Adam moves each parameter by
+  about lr per step, so with one shared rate A lags the flow.
   """
+
   def adam(mult):
-    sched = optax.warmup_cosine_decay_schedule(
-        0.0, config.lr * mult, min(config.warmup_steps, config.num_steps - 1),
-        config.num_steps)
-    return optax.adamw(sched, b1=0.9, b2=0.99,
-                       weight_decay=config.weight_decay)
+    return training.make_optimizer(
+        learning_rate=lr * mult, warmup_steps=min(warmup_steps, num_steps - 1),
+        decay="cosine", total_steps=num_steps, b2=0.99, weight_decay=weight_decay)
 
   labels = lambda params: {k: ("log_a" if k == "log_a" else "flow")
                            for k in params}
   return optax.chain(
-      optax.clip_by_global_norm(config.grad_clip),
-      optax.multi_transform(
-          {"flow": adam(1.0), "log_a": adam(config.get("log_a_lr_mult", 1.0))},
-          labels))
+      optax.clip_by_global_norm(grad_clip),
+      optax.multi_transform({"flow": adam(1.0), "log_a": adam(log_a_lr_mult)}, labels))
 
 
-def make_model(config: ml_collections.ConfigDict, dim: int) -> flows.RealNVP:
-  """The `RealNVP` described by ``config.flow``."""
-  return flows.RealNVP(dim=dim, n_steps=config.flow.n_steps,
-                       hidden=config.flow.hidden, n_blocks=config.flow.n_blocks,
-                       log_scale_bound=config.flow.log_scale_bound,
-                       scale_type=config.flow.get("scale_type", "tanh"),
-                       mask_type=config.flow.get("mask_type", "alternating"))
+def make_model(dim: int, *, n_steps: int, hidden: int, n_blocks: int,
+               log_scale_bound: float, scale_type: str = "tanh",
+               mask_type: str = "alternating") -> flows.RealNVP:
+  """The `RealNVP` on R^dim with these settings (see `vdm_jax.geometry.flows`)."""
+  return flows.RealNVP(dim=dim, n_steps=n_steps, hidden=hidden, n_blocks=n_blocks,
+                       log_scale_bound=log_scale_bound, scale_type=scale_type,
+                       mask_type=mask_type)
 
 
-def make_train_step(model, config: ml_collections.ConfigDict):
+def make_train_step(model, *, loss: Mapping, optim: Mapping):
   """Builds ``(init, step)`` for the engine (`vdm_jax.training`).
+
+  Args:
+    model: the `RealNVP`.
+    loss: keyword arguments of `make_loss_fn` (lambda_iso, lambda_vol,
+      learn_a, iso_estimator, num_probes).
+    optim: `make_optimizer`'s keyword arguments plus ``batch_size`` and
+      ``ema_rate``.
 
   ``init(rng, data=None) -> TrainState``; ``step(state, data, base_rng) ->
   (state, metrics)``: step k draws its batch and probes from
   ``fold_in(base_rng, k)``, so a run is reproducible step by step.
   """
-  loss_fn = make_loss_fn(
-      model, lambda_iso=config.loss.lambda_iso,
-      lambda_vol=config.loss.lambda_vol, learn_a=config.loss.learn_a,
-      iso_estimator=config.loss.iso_estimator,
-      num_probes=config.loss.num_probes)
-  opt = make_optimizer(config.optim)
-  ema = training.ema(config.optim.ema_rate, warmup=False)
-  batch_size = config.optim.batch_size
+  loss_fn = make_loss_fn(model, **loss)
+  opt = make_optimizer(**{k: v for k, v in optim.items() if k not in _LOOP_KEYS})
+  ema = training.ema(optim["ema_rate"], warmup=False)
+  batch_size = optim["batch_size"]
 
   def batch_loss(params, probe_rng, x):
-    loss, aux = loss_fn(params, x, probe_rng)
-    return loss, jax.tree.map(jnp.mean, aux)
+    value, aux = loss_fn(params, x, probe_rng)
+    return value, jax.tree.map(jnp.mean, aux)
 
   step = training.make_step(training.value_and_grad(
       training.minibatch_loss(batch_loss, batch_size)), opt, ema,
@@ -305,7 +308,7 @@ def make_train_step(model, config: ml_collections.ConfigDict):
 
   def init(rng, data=None):
     params = init_params(model, rng)
-    if data is not None and config.loss.learn_a:
+    if data is not None and loss.get("learn_a", True):
       # The flow starts as the identity, so the maximum-likelihood A for it is
       # the per-coordinate data variance; starting there (instead of A = I)
       # saves the optimiser from walking log_a by ~log(var) at a small lr.
@@ -315,15 +318,20 @@ def make_train_step(model, config: ml_collections.ConfigDict):
   return init, step
 
 
-def train_flow(config: ml_collections.ConfigDict, data, *, workdir: str | None = None):
+def train_flow(data, *, seed: int, flow: Mapping, loss: Mapping, optim: Mapping,
+               workdir: str | None = None):
   """Trains an anisotropic flow on ``data`` ``[N, D]`` with the engine.
 
   Args:
-    config: a config from ``configs/pullback_*.py`` (fields ``seed``,
-      ``flow``, ``loss``, ``optim``). ``optim.steps_per_call`` steps run per
-      device call (a `lax.scan`: the flow is a small dense net, for which the
-      host round trip between steps dominates).
     data: ``[N, D]`` float training points.
+    seed: PRNG seed of the initialisation and of the step stream.
+    flow: `make_model`'s keyword arguments.
+    loss: `make_loss_fn`'s keyword arguments.
+    optim: `make_optimizer`'s plus ``num_steps``, ``steps_per_call`` (steps
+      per device call, a `lax.scan`: the flow is a small dense net, for which
+      the host round trip between steps dominates), ``batch_size`` and
+      ``ema_rate``. Plain mappings: an ``ml_collections`` section works via
+      ``.to_dict()``.
     workdir: optional folder for checkpoints and metrics (resumable).
 
   ``log_a`` starts at the log of the per-coordinate data variance when A is
@@ -332,24 +340,22 @@ def train_flow(config: ml_collections.ConfigDict, data, *, workdir: str | None =
   Returns:
     ``(model, state, history)``: the flow module, the final
     `vdm_jax.training.TrainState` (evaluate with ``state.ema.params``) and a
-    list of per-window metrics (window = ``optim.steps_per_call`` steps).
+    list of per-window metrics (window = ``steps_per_call`` steps).
 
   Raises:
     RuntimeError: if the loss becomes non-finite (names the step window).
   """
   data = jnp.asarray(data, jnp.float32)
   _checks.check_rank(data, 2, "data")
-  if config.optim.num_steps % config.optim.steps_per_call:
-    raise ValueError(
-        f"optim.num_steps ({config.optim.num_steps}) must be a multiple of "
-        f"optim.steps_per_call ({config.optim.steps_per_call}).")
-  model = make_model(config, data.shape[1])
-  init, step = make_train_step(model, config)
-  init_rng, base_rng = jax.random.split(jax.random.key(config.seed))
-  k = config.optim.steps_per_call
+  num_steps, k = optim["num_steps"], optim["steps_per_call"]
+  if num_steps % k:
+    raise ValueError(f"optim num_steps ({num_steps}) must be a multiple of "
+                     f"steps_per_call ({k}).")
+  model = make_model(data.shape[1], **flow)
+  init, step = make_train_step(model, loss=loss, optim=optim)
+  init_rng, base_rng = jax.random.split(jax.random.key(seed))
   run = training.train(step, init(init_rng, data), batches=training.Resident((data,)),
-                       base_rng=base_rng, num_steps=config.optim.num_steps,
-                       log_every=k, steps_per_call=k, workdir=workdir,
-                       num_devices=1, name="flow")
+                       base_rng=base_rng, num_steps=num_steps, log_every=k,
+                       steps_per_call=k, workdir=workdir, num_devices=1, name="flow")
   history = [dict(m, step=s) for s, m in run.history]
   return model, run.state, history
