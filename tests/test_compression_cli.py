@@ -116,6 +116,25 @@ def test_image_size_different_from_the_models_is_a_named_error(tmp_path, monkeyp
   with pytest.raises(ValueError, match=r"--input .*the model codes 2x3 images "
                                        r"\(config.data.image_shape=\(2, 3, 1\)\), got 3x2"):
     _compress(tmp_path, None, _images(2, (3, 2, 1)), "transposed")
+  # The shape can come with the model instead of the config.
+  config = ml_collections.ConfigDict({"compression": {"num_steps": 2, "latent_precision": 2}})
+  spec = (None, None, V, None, SHAPE)
+  with pytest.raises(ValueError, match=r"the model codes 2x3 images \(the model's "
+                                       r"image_shape=\(2, 3, 1\)\), got 4x4"):
+    _compress(tmp_path, spec, _images(2, (4, 4, 1)), "large", config=config)
+
+
+def test_decompress_with_a_config_of_another_image_shape_is_a_named_error(tmp_path, spec,
+                                                                          monkeypatch):
+  _compress(tmp_path, spec, _images(2), "x.vdmc")
+  _forbid(monkeypatch, "decode", "decompress_file")
+  config = _config()
+  config.data.image_shape = (3, 2, 1)
+  with pytest.raises(compression.ModelMismatchError,
+                     match=r"--input .*x.vdmc.*image_shape=\(2, 3, 1\), the model codes "
+                           r"\(3, 2, 1\) \(config.data.image_shape\)"):
+    cli.run("decompress", config, str(tmp_path), str(tmp_path / "x.vdmc"),
+            str(tmp_path / "y.npy"), model=spec)
 
 
 @pytest.mark.parametrize("field, value", [("num_steps", 0), ("latent_precision", 13)])

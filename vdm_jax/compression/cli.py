@@ -80,7 +80,9 @@ def _shape_diffs(expected, got) -> list:
 
 
 def load_model(config, workdir):
-  """(eps_fn, gamma_fn, vocab_size, params_hash, image_shape) of the latest EMA checkpoint.
+  """(eps_fn, gamma_fn, vocab_size, params_hash) of the latest EMA checkpoint.
+
+  The model codes images of shape ``config.data.image_shape``.
 
   Raises:
     vdm_jax.training.CheckpointError: naming the workdir and the config's
@@ -115,7 +117,7 @@ def load_model(config, workdir):
         f"{'; '.join(diffs[:3])}{more}. {advice}")
   logging.info("compression: using the EMA parameters of step %d in %s", step, workdir)
   return (jax.jit(vdm.eps_fn(params)), jax.jit(vdm.gamma_fn(params)), vdm.vocab_size,
-          container.hash_params(params), image_shape)
+          container.hash_params(params))
 
 
 def _model_image_shape(config, model):
@@ -189,8 +191,6 @@ def _check_images(images: np.ndarray, input_path: str, model_shape, shape_name: 
     return
   got = tuple(images.shape[1:])
   want = tuple(model_shape)
-  if len(want) == 2 and got == want + (1,):
-    return  # a [H, W] model, grey images read as [H, W, 1] (reshaped below).
   if got == want:
     return
   where = f"{shape_name}={want}"
@@ -275,8 +275,6 @@ def run(mode: str, config, workdir: str, input_path: str, output_path: str, *,
     _check_output_file(output_path, output_path, input_path)
     images = image_io.read_images(input_path)
     _check_images(images, input_path, model_shape, shape_name)
-    if model_shape is not None and len(model_shape) == images.ndim - 2:
-      images = images[..., 0]
     eps_fn, gamma_fn, vocab_size, params_hash = (model or load_model(config, workdir))[:4]
     if images.max() >= vocab_size:
       raise ValueError(f"{input_path!r}: pixel values must be < vocab_size={vocab_size} for "
@@ -311,6 +309,11 @@ def run(mode: str, config, workdir: str, input_path: str, output_path: str, *,
   with open(input_path, "rb") as fh:
     data = fh.read()
   header = container.unpack(data)[0]
+  if model_shape is not None and tuple(header.image_shape) != model_shape:
+    raise container.ModelMismatchError(
+        f"--input {input_path!r}: the file holds images of image_shape="
+        f"{tuple(header.image_shape)}, the model codes {model_shape} ({shape_name}); "
+        "decompress with the config (and checkpoint) it was compressed with.")
   _check_output_file(output_path, out, input_path)
   writes_png = _writes_png(header)
   if writes_png:
