@@ -155,3 +155,80 @@ def test_cli_compress_decompress(tmp_path, model, images):
   np.save(src, images + V)
   with pytest.raises(ValueError, match="vocab_size"):
     cli.run("compress", config, str(tmp_path), str(src), str(tmp_path / "z.vdmc"), model=spec)
+
+
+# Header fields changed under a valid header checksum: each gives a named error.
+_FIELDS = ("magic", "version", "latent_precision", "rank", "shape0", "shape1", "shape2",
+           "shape3", "num_images", "vocab_size", "num_steps", "window", "params_hash",
+           "schedule_crc", "images_digest", "num_prefix", "num_payload_words", "payload_crc")
+
+
+def _with_field(data, field, value):
+  """`data` with one header field replaced and the header CRC-32 recomputed."""
+  import struct  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
+  fields = list(struct.unpack_from(container._FORMAT, data, 0))
+  i = _FIELDS.index(field)
+  fields[i] = value(fields[i]) if callable(value) else value
+  body = struct.pack(container._FORMAT, *fields)
+  return body + struct.pack("<I", zlib.crc32(body)) + data[container.HEADER_SIZE:]
+
+
+_HEADER_CASES = [
+    ("magic", b"VDMX", compression.NotACompressedFileError, "magic"),
+    ("version", 2, compression.UnsupportedVersionError, "version 2"),
+    ("latent_precision", 13, container.InvalidHeaderError, "latent_precision"),
+    ("latent_precision", 255, container.InvalidHeaderError, "latent_precision"),
+    ("latent_precision", 3, compression.DecodeMismatchError, "latent_precision=3"),
+    ("rank", 0, container.InvalidHeaderError, "image rank"),
+    ("rank", 2, container.InvalidHeaderError, "unused image_shape"),
+    ("rank", 4, container.InvalidHeaderError, "image_shape"),
+    ("rank", 5, container.InvalidHeaderError, "image rank"),
+    ("shape0", 0, container.InvalidHeaderError, "image_shape"),
+    ("shape0", 3, compression.ModelMismatchError, r"image_shape=\(3, 3, 1\)"),
+    ("shape1", 6, compression.ModelMismatchError, r"image_shape=\(2, 6, 1\)"),
+    ("shape2", 3, compression.ModelMismatchError, r"image_shape=\(2, 3, 3\)"),
+    ("shape3", 5, container.InvalidHeaderError, "unused image_shape"),
+    ("num_images", 0, container.InvalidHeaderError, "num_images"),
+    ("num_images", 2 ** 32 - 1, container.InvalidHeaderError, "num_images"),
+    ("num_images", 5, compression.DecodeMismatchError, "num_images=5"),
+    ("num_images", 7, compression.DecodeMismatchError, "num_images=7"),
+    ("vocab_size", 0, container.InvalidHeaderError, "vocab_size"),
+    ("vocab_size", V + 1, compression.ModelMismatchError, "vocab_size"),
+    ("num_steps", 0, container.InvalidHeaderError, "num_steps"),
+    ("num_steps", 2 ** 30, container.InvalidHeaderError, "num_steps"),
+    ("num_steps", 2, compression.ModelMismatchError, r"num_steps \(T\)=2.*schedule_crc"),
+    ("window", float("nan"), container.InvalidHeaderError, "window"),
+    ("window", 0.5, container.InvalidHeaderError, "window"),
+    ("window", 1e9, container.InvalidHeaderError, "window"),
+    ("window", 13.0, compression.DecodeMismatchError, "window=13.0"),
+    ("params_hash", b"\0" * 16, compression.ModelMismatchError, "params_hash"),
+    ("schedule_crc", lambda c: c ^ 1, compression.ModelMismatchError, "schedule_crc"),
+    ("images_digest", b"\0" * 8, compression.DecodeMismatchError, "images_digest"),
+    ("num_prefix", 10 ** 6, container.InvalidHeaderError, "num_prefix"),
+    ("num_prefix", lambda p: p - 1, compression.DecodeMismatchError, "num_prefix="),
+    ("num_prefix", lambda p: p + 1, compression.DecodeMismatchError, "num_prefix="),
+    ("num_payload_words", lambda p: p + 1, compression.TruncatedFileError, "truncated"),
+    ("num_payload_words", lambda p: p - 1, compression.CorruptedFileError, "trailing"),
+    ("payload_crc", lambda c: c ^ 1, compression.CorruptedFileError, "payload checksum"),
+]
+
+
+@pytest.mark.parametrize("field, value, error, message", _HEADER_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(_HEADER_CASES)])
+def test_every_header_field_changed_under_a_valid_checksum_is_a_named_error(
+    data, model, field, value, error, message):
+  bad = _with_field(data, field, value)
+  assert bad != data
+  with pytest.raises(error, match=message):
+    _decode(bad, model)
+
+
+def test_every_header_field_is_covered_by_a_case():
+  assert {c[0] for c in _HEADER_CASES} == set(_FIELDS)
+
+
+@pytest.mark.parametrize("field, value", [("shape0", 3), ("shape2", 3), ("shape0", 1)])
+def test_header_image_shape_is_checked_against_the_models(data, model, field, value):
+  with pytest.raises(compression.ModelMismatchError, match="image_shape=.*the model codes"):
+    _decode(_with_field(data, field, value), model, image_shape=SHAPE)

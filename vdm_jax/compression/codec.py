@@ -80,6 +80,8 @@ def encode(images, *, eps_fn: Callable, gamma_fn: Callable, vocab_size: int, par
   """
   params_hash = _check_hash(params_hash)
   images = np.asarray(images)
+  if images.ndim < 2 or images.shape[0] < 1:
+    raise ValueError(f"images must be [N, *image_shape] with N >= 1, got shape {images.shape}.")
   if int(vocab_size) != vocab_size or not 2 <= vocab_size < 2 ** 31:
     raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}.")
   if not 1 <= window <= 64:
@@ -102,45 +104,101 @@ def read_header(data: bytes) -> container.Header:
 
 
 def decode(data: bytes, *, eps_fn: Callable, gamma_fn: Callable, vocab_size: int,
-           params_hash: bytes) -> np.ndarray:
+           params_hash: bytes, image_shape=None) -> np.ndarray:
   """Decompress images written by :func:`encode`, bit-exactly.
+
+  Every header field is checked before the first network call: its own range
+  (:func:`container.check_header`), then against the model: parameter hash,
+  vocabulary, image shape, the size of the initial stock, the latent windows
+  that T, latent_precision and window give, and the schedule's gamma(i/T)
+  table. Fields no check can bind to the model (latent_precision, window,
+  num_prefix, images_digest within their ranges) make the decoder leave the
+  encoder's path, which the bits-back stack detects (Townsend et al. 2019: the
+  decoder must end on the initial bits) and the image checksum confirms.
 
   Args:
     data: the file contents.
     eps_fn, gamma_fn, vocab_size, params_hash: the same model as the encoder's.
+    image_shape: the shape of one image the model codes (e.g.
+      ``config.data.image_shape``); when None, `eps_fn` is called once on the
+      header's shape instead, and an error there is a model mismatch.
 
   Returns:
     [N, *image_shape] images, uint8 when V <= 256, else int64.
 
   Raises:
-    vdm_jax.compression.ContainerError subclasses for a bad file or a model that
-      is not the one the file was encoded with (by parameter hash, vocabulary or
-      schedule); DecodeMismatchError if decoding diverged from encoding.
+    vdm_jax.compression.ContainerError subclasses for a bad file (one of them,
+      InvalidHeaderError, for a header field out of range) or a model that is
+      not the one the file was encoded with (by parameter hash, vocabulary, image
+      shape or schedule); DecodeMismatchError if decoding diverged from encoding.
   """
   params_hash = _check_hash(params_hash)
   header, payload = container.unpack(data)
   if header.params_hash != params_hash[:len(header.params_hash)]:
     raise container.ModelMismatchError(
         "wrong checkpoint: the file was compressed with model parameters of hash "
-        f"{header.params_hash.hex()[:16]}..., but the given model has hash "
+        f"(params_hash) {header.params_hash.hex()[:16]}..., but the given model has hash "
         f"{params_hash.hex()[:16]}...; decode with the checkpoint used for encoding.")
   if header.vocab_size != vocab_size:
     raise container.ModelMismatchError(
         f"wrong model: the file has vocab_size={header.vocab_size}, the model {vocab_size}.")
+  shape = tuple(header.image_shape)
+  if image_shape is not None and shape != tuple(image_shape):
+    raise container.ModelMismatchError(
+        f"wrong model: the file holds images of image_shape={shape}, the model codes "
+        f"{tuple(image_shape)}.")
+  dim = int(np.prod(shape))
+  max_prefix = bitsback.num_initial_words(dim)
+  if header.num_prefix > max_prefix:
+    raise container.InvalidHeaderError(
+        f"invalid header: num_prefix must be in [0, {max_prefix}] (the initial stock for "
+        f"images of shape {shape}), got {header.num_prefix}.")
+  if image_shape is None:
+    _probe(eps_fn, shape)
   chain = make_chain(gamma_fn, num_steps=header.num_steps,
                      latent_precision=header.latent_precision)
   if container.schedule_crc(chain.gamma32) != header.schedule_crc:
     raise container.ModelMismatchError(
-        "wrong schedule: gamma(i/T) of the given model differs from the encoder's "
-        "(same parameter hash, different gamma_fn?).")
-  images = bitsback.decode_stream(
-      payload, header.num_prefix, num_images=header.num_images, image_shape=header.image_shape,
-      eps_fn=eps_fn, chain=chain, vocab_size=vocab_size, window=header.window)
+        f"wrong schedule: gamma(i/T) of the given model for the file's num_steps (T)="
+        f"{header.num_steps} does not match the file's schedule_crc (a different "
+        "gamma_fn with the same parameter hash, or an altered T).")
+  try:
+    bitsback._windows(chain, header.window)  # pylint: disable=protected-access
+  except ValueError as e:
+    raise container.InvalidHeaderError(
+        f"invalid header: num_steps={header.num_steps}, latent_precision="
+        f"{header.latent_precision} and window={header.window} give latent windows no "
+        f"encoder codes with ({e}).") from e
+  fields = (f"num_images={header.num_images}, num_steps={header.num_steps}, latent_precision="
+            f"{header.latent_precision}, window={header.window}, num_prefix={header.num_prefix}")
+  try:
+    images = bitsback.decode_stream(
+        payload, header.num_prefix, num_images=header.num_images, image_shape=shape,
+        eps_fn=eps_fn, chain=chain, vocab_size=vocab_size, window=header.window)
+  except bitsback.DecodeMismatchError as e:
+    raise bitsback.DecodeMismatchError(
+        f"{e} The header fields used: {fields}; an altered field gives this error too.") from e
   if container.images_digest(images) != header.images_digest:
     raise bitsback.DecodeMismatchError(
-        "decoded images do not match the encoder's checksum: decoding diverged "
-        "(different platform or non-deterministic eps_fn).")
+        "decoded images do not match the encoder's checksum (images_digest): decoding "
+        "diverged (different platform or non-deterministic eps_fn), or a header field "
+        f"was altered ({fields}).")
   return images.astype(np.uint8) if vocab_size <= 256 else images
+
+
+def _probe(eps_fn: Callable, image_shape) -> None:
+  """One call of `eps_fn` on zeros [1, *image_shape]; failure is a ModelMismatchError."""
+  shape = (1,) + tuple(image_shape)
+  try:
+    out = np.shape(eps_fn(np.zeros(shape, np.float32), np.zeros((1,), np.float32)))
+  except Exception as e:  # pylint: disable=broad-except  (any network's shape error)
+    raise container.ModelMismatchError(
+        f"wrong model: the file holds images of image_shape={tuple(image_shape)}, which "
+        f"the given eps_fn cannot take ({type(e).__name__}: {str(e)[:200]}).") from e
+  if tuple(out) != shape:
+    raise container.ModelMismatchError(
+        f"wrong model: the file holds images of image_shape={tuple(image_shape)}; eps_fn "
+        f"returned shape {tuple(out)} for a batch of shape {shape}.")
 
 
 def compress_file(images, path: str | os.PathLike, **kwargs) -> int:

@@ -23,7 +23,11 @@ Layout (all integers little-endian)::
 
 Every way a file can be unusable gives its own exception that names the cause:
 not a VDM file, unsupported version, corrupted header, truncated file, corrupted
-payload, or a different checkpoint / schedule than the one that encoded it.
+payload, a header field no encoder writes (:class:`InvalidHeaderError`, e.g. a
+field edited and the header checksum recomputed), or a different checkpoint /
+schedule / image shape than the one that encoded it. :func:`unpack` checks each
+field on its own; :func:`vdm_jax.compression.codec.decode` checks the fields
+against the model.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ VERSION = 1
 _FORMAT = "<4sHBB4IIIIf16sI8sIII"
 _BODY = struct.calcsize(_FORMAT)
 HEADER_SIZE = _BODY + 4
+MAX_NUM_STEPS = 2 ** 20        # T: the codec makes T sequential network calls per image.
+MAX_LATENT_PRECISION = 12      # as vdm_jax.compression.chain.make_chain.
+MIN_WINDOW, MAX_WINDOW = 1.0, 64.0  # as vdm_jax.compression.codec.encode.
+MAX_VALUES = 2 ** 30           # N * prod(image_shape): integers one file may hold.
 
 
 class ContainerError(ValueError):
@@ -63,7 +71,46 @@ class TruncatedFileError(ContainerError):
 
 
 class ModelMismatchError(ContainerError):
-  """The file was encoded with different model parameters or schedule."""
+  """The file was encoded with different model parameters, schedule or image shape."""
+
+
+class InvalidHeaderError(CorruptedFileError):
+  """A header field holds a value no encoder writes (the header checksum matches)."""
+
+
+def _invalid(field: str, expected: str, got) -> InvalidHeaderError:
+  return InvalidHeaderError(
+      f"invalid header: {field} must be {expected}, got {got!r}; the file was "
+      "altered after it was written (its header checksum was recomputed).")
+
+
+def check_header(header: "Header") -> None:
+  """Raises InvalidHeaderError for a field out of the range every encoder writes.
+
+  Only the fields' own ranges are checked here; checks against a model
+  (parameter hash, vocabulary, image shape, schedule, initial-stock size) are
+  made by :func:`vdm_jax.compression.codec.decode`.
+  """
+  shape = tuple(header.image_shape)
+  if not 1 <= len(shape) <= 4:
+    raise _invalid("the image rank (len(image_shape))", "in [1, 4]", len(shape))
+  if any(s < 1 for s in shape):
+    raise _invalid("image_shape", "positive sizes", shape)
+  if header.num_images < 1:
+    raise _invalid("num_images", ">= 1", header.num_images)
+  num_values = header.num_images * int(np.prod(shape, dtype=np.int64))
+  if num_values > MAX_VALUES:
+    raise _invalid("num_images * prod(image_shape)", f"<= {MAX_VALUES}", num_values)
+  if header.vocab_size < 2:
+    raise _invalid("vocab_size", ">= 2", header.vocab_size)
+  if not 1 <= header.num_steps <= MAX_NUM_STEPS:
+    raise _invalid("num_steps (T)", f"in [1, {MAX_NUM_STEPS}]", header.num_steps)
+  if not 0 <= header.latent_precision <= MAX_LATENT_PRECISION:
+    raise _invalid("latent_precision", f"in [0, {MAX_LATENT_PRECISION}]",
+                   header.latent_precision)
+  if not MIN_WINDOW <= header.window <= MAX_WINDOW:  # False for NaN too.
+    raise _invalid("window", f"in [{MIN_WINDOW:g}, {MAX_WINDOW:g}] standard deviations",
+                   header.window)
 
 
 class Header(NamedTuple):
@@ -131,6 +178,9 @@ def pack(header: Header, payload: np.ndarray) -> bytes:
   shape = tuple(int(s) for s in header.image_shape)
   if len(shape) > 4:
     raise ValueError(f"image rank must be <= 4, got shape {shape}.")
+  if header.num_images * int(np.prod(shape, dtype=np.int64)) > MAX_VALUES:
+    raise ValueError(f"one file holds at most {MAX_VALUES} integers, got {header.num_images} "
+                     f"images of shape {shape}; split them over several files.")
   if len(header.params_hash) != 32:
     raise ValueError(f"params_hash must be 32 bytes, got {len(header.params_hash)}.")
   params_hash = header.params_hash[:16]
@@ -153,7 +203,7 @@ def unpack(data: bytes):
 
   Raises:
     NotACompressedFileError, UnsupportedVersionError, CorruptedFileError,
-    TruncatedFileError: naming what is wrong.
+    TruncatedFileError, InvalidHeaderError: naming what is wrong.
   """
   data = bytes(data)
   if len(data) < 6 or data[:4] != MAGIC:
@@ -172,6 +222,11 @@ def unpack(data: bytes):
     raise CorruptedFileError("corrupted file: the header checksum (CRC-32) does not match.")
   (_, _, precision, rank, s0, s1, s2, s3, n, vocab, steps, window, params_hash, sched_crc,
    digest, num_prefix, num_words, payload_crc) = fields
+  if not 1 <= rank <= 4:
+    raise _invalid("the image rank (len(image_shape))", "in [1, 4]", rank)
+  if any((s0, s1, s2, s3)[rank:]):
+    raise _invalid(f"the unused image_shape entries beyond rank {rank}", "0",
+                   (s0, s1, s2, s3)[rank:])
   expected = HEADER_SIZE + 4 * num_words
   if len(data) < expected:
     raise TruncatedFileError(
@@ -187,5 +242,6 @@ def unpack(data: bytes):
                   num_steps=steps, latent_precision=precision, window=float(window),
                   params_hash=params_hash, schedule_crc=sched_crc, images_digest=digest,
                   num_prefix=num_prefix, num_payload_words=num_words, payload_crc=payload_crc)
+  check_header(header)
   payload = np.frombuffer(payload_bytes, dtype="<u4").astype(np.uint32)
   return header, payload
