@@ -331,3 +331,17 @@ def test_steps_per_call_gives_the_losses_of_single_calls(resident):
   with pytest.raises(ValueError, match="log_every=6 must be a multiple of steps_per_call=4"):
     training.train(step, state, batches=batches, base_rng=jax.random.key(2),
                    num_steps=12, log_every=6, steps_per_call=4, progress=False)
+
+
+def test_restoring_a_checkpoint_of_another_architecture_is_a_named_error(tmp_path):
+  _train(str(tmp_path), total=4)
+  wider = ScoreMLP(hidden=(32, 16), emb_dim=8, zero_init_output=False)
+  params = wider.init(jax.random.key(1), X[:1], jnp.zeros((1,)))["params"]
+  opt = training.make_optimizer(learning_rate=1e-2, warmup_steps=2, decay="cosine",
+                                total_steps=4, grad_clip=1.0)  # as the saved run's
+  template = training.init_state(params, opt, training.ema(0.9))
+  manager = training.Checkpointer(str(tmp_path), keep=1)
+  with pytest.raises(training.CheckpointError,
+                     match=r"does not match the model this config builds \(\d+ arrays differ: "):
+    manager.restore(template)
+  manager.close()

@@ -87,7 +87,20 @@ class Checkpointer:
           f"The checkpoint of step {step} in {self.directory} does not match the "
           f"model this config builds ({type(e).__name__}: {e}). Was it written "
           f"with another config? Use that config, or another workdir.") from e
-    return jax.tree.unflatten(jax.tree.structure(template), jax.tree.leaves(restored))
+    restored = jax.tree.unflatten(jax.tree.structure(template), jax.tree.leaves(restored))
+    # Orbax restores arrays of the saved shapes even where the template's
+    # differ (e.g. a wider network): name that here, not in a later apply.
+    bad = [(jax.tree_util.keystr(path), np.shape(r), np.shape(t))
+           for (path, t), r in zip(jax.tree_util.tree_leaves_with_path(target),
+                                   jax.tree.leaves(restored))
+           if np.shape(r) != np.shape(t) or np.asarray(r).dtype != np.asarray(t).dtype]
+    if bad:
+      listed = "; ".join(f"{p}: checkpoint {a}, config {b}" for p, a, b in bad[:3])
+      raise CheckpointError(
+          f"The checkpoint of step {step} in {self.directory} does not match the "
+          f"model this config builds ({len(bad)} arrays differ: {listed}). Was it "
+          f"written with another config? Use that config, or another workdir.")
+    return restored
 
   def close(self) -> None:
     self._manager.close()

@@ -51,6 +51,9 @@ def learning_rate_schedule(*, learning_rate: float, warmup_steps: int = 0,
          optax.constant_schedule(learning_rate)], [max(warmup_steps, 1)])
   if total_steps is None or total_steps < 1:
     raise ValueError(f"decay='cosine' needs total_steps >= 1, got {total_steps}.")
+  if warmup_steps >= total_steps:
+    raise ValueError(f"decay='cosine' needs warmup_steps < total_steps, got "
+                     f"warmup_steps={warmup_steps} and total_steps={total_steps}.")
   return optax.warmup_cosine_decay_schedule(
       0.0, learning_rate, warmup_steps, total_steps,
       end_value=learning_rate * end_fraction)
