@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from vdm_jax import _checks
+from vdm_jax.sde import samplers
 from vdm_jax.score_vae import conditional_score
 
 Array = jax.Array
@@ -108,11 +109,9 @@ def sample_reverse_sde(sde, score_fn, rng, x_T, *, n_steps: int,
   def step(carry, inp):
     x, _ = carry
     t, t_next, key = inp
-    dt = t - t_next
-    drift, g = rev.drift_diffusion(x, jnp.full((b,), t))
-    mean = x - drift * dt
     noise = jax.random.normal(key, x.shape, x.dtype)
-    x_new = mean + _checks.broadcast_to_data(g, x) * jnp.sqrt(dt) * noise
+    x_new, mean = samplers.euler_maruyama_step(rev, x, jnp.full((b,), t), t - t_next,
+                                               noise)
     return (x_new, mean), None
 
   keys = jax.random.split(rng, n_steps)

@@ -23,6 +23,7 @@ from vdm_jax.sde.losses import dsm_loss
 from vdm_jax.sde.losses import make_dsm_loss_fn
 from vdm_jax.sde.samplers import ddim_sample
 from vdm_jax.sde.samplers import ode_sample
+from vdm_jax.sde.samplers import euler_maruyama_step
 from vdm_jax.sde.samplers import pc_sample
 from vdm_jax.sde.score_fns import make_score_fn
 from vdm_jax.sde.sdes import check_time
@@ -50,6 +51,7 @@ __all__ = [
     "ode_bpd",
     "ode_logp",
     "ode_sample",
+    "euler_maruyama_step",
     "pc_sample",
     "ReverseSDE",
     "samplers",

@@ -84,6 +84,32 @@ def _initial(rng, sde, shape, x_init):
   return x_init
 
 
+def euler_maruyama_step(reverse, x, t, dt, noise):
+  """One Euler--Maruyama step of a reverse-time SDE, from t down to t - dt.
+
+  .. math::
+
+    \\bar x = x - \\bar f(x, t)\\,\\Delta t, \\qquad
+    x_{t - \\Delta t} = \\bar x + g(t) \\sqrt{\\Delta t}\\, \\xi
+
+  Args:
+    reverse: the reverse process (`SDE.reverse(score_fn)`), with
+      ``drift_diffusion(x, t) -> (f [B, ...], g [B])``.
+    x: `[B, ...]` state at t.
+    t: `[B]` times.
+    dt: step size (> 0, a scalar).
+    noise: `[B, ...]` standard normal draws ξ.
+
+  Returns:
+    ``(x_next, mean)``: the new state and its noise-free mean x̄.
+  """
+  f, g = reverse.drift_diffusion(x, t)
+  mean = x - f * dt
+  # A Python step size keeps its double-precision root, as before.
+  root = math.sqrt(dt) if isinstance(dt, (int, float)) else jnp.sqrt(dt)
+  return mean + _bcast(g * root, x) * noise, mean
+
+
 def pc_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
               predictor: str = "euler_maruyama", corrector: str = "none",
               n_steps: int = 500, snr: float = 0.16,
@@ -138,9 +164,7 @@ def pc_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
   def predictor_step(x, t, key):
     xi = jax.random.normal(key, x.shape, x.dtype)
     if predictor == "euler_maruyama":
-      f, g = rev.drift_diffusion(x, t)
-      mean = x - f * dt
-      return mean + _bcast(g * math.sqrt(dt), x) * xi, mean
+      return euler_maruyama_step(rev, x, t, dt, xi)
     rev_f, rev_g = rev.discretize(x, t, dt)
     mean = x - rev_f
     return mean + _bcast(rev_g, x) * xi, mean
