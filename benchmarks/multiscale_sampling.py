@@ -43,10 +43,11 @@ import time
 
 # Running `python benchmarks/x.py` puts benchmarks/ first on sys.path, where
 # benchmarks/compression.py shadows the `compression` package that jax's
-# compilation cache tries to import; drop that entry before importing jax.
+# compilation cache tries to import; replace that entry by the repository root
+# before importing jax (configs/multiscale.py imports `configs`).
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(
     os.path.abspath(__file__)):
-  sys.path.pop(0)
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402  pylint: disable=wrong-import-position
 import jax.numpy as jnp  # noqa: E402  pylint: disable=wrong-import-position
