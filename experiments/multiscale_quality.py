@@ -109,6 +109,7 @@ def draw(proc, nets, params, n, *, steps_per_unit, seed, chunk=250):
 
 def save_grid(images, path, rows=8):
   from PIL import Image  # pylint: disable=g-import-not-at-top
+  rows = min(rows, int(np.sqrt(len(images))))  # a full square of what there is
   imgs = (np.asarray(images[:rows * rows, ..., 0]) + 1.0) * 127.5
   grid = imgs.reshape(rows, rows, SIDE, SIDE).transpose(0, 2, 1, 3).reshape(
       rows * SIDE, rows * SIDE)

@@ -7,7 +7,7 @@ sampled with Euler-Maruyama, the reverse-diffusion predictor, predictor-correcto
 (diffrax Tsit5). For each sampler the script reports the number of score
 evaluations, the energy distance to held-out data (and, for the ring, the same
 sampler driven by the *exact* score), and the held-out NLL of the model through
-the PF-ODE (exact divergence) against the true NLL. Outputs in --workdir:
+the PF-ODE (exact divergence) against the true NLL. Outputs in the workdir:
 
 * ``table.md`` / ``results.json``: the table below, printed too;
 * ``samples.png``: data and each sampler's samples;

@@ -99,7 +99,7 @@ def test_imputation_discrepancy(tmp_path):
   _outputs(tmp_path, "table.md", "results.json", "rmse_vs_w1.png",
            "rank_disagreement.png", "marginals.png")
   assert s["settings"] == 1 and s["rows"] == 5  # one setting, five imputers
-  assert 0 < s["mean_rmse_diffusion"] < 10
+  assert np.isfinite(s["mean_rmse_diffusion"]) and s["mean_rmse_diffusion"] > 0
 
 
 @pytest.mark.slow
