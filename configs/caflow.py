@@ -14,6 +14,7 @@ two channels); the estimators' ScoreMLPs have 0.66-0.76M.
 """
 
 from configs import conditional_default
+from configs import default
 
 
 
@@ -23,7 +24,7 @@ _TASKS = ("sr2", "sr4", "inpaint_box", "inpaint_random", "edges")
 
 def get_config(arg=None):
   """`arg`: 'task=<name>' (one of sr2, sr4, inpaint_box, inpaint_random, edges), 'quick'."""
-  args = conditional_default.parse_arg(arg, task="sr4")
+  args = default.parse_arg(arg, task="sr4")
   if args["task"] not in _TASKS:
     raise ValueError(f"task must be one of {_TASKS}, got {args['task']!r}.")
   c = conditional_default.get_config("quick" if args["quick"] else None)

@@ -15,7 +15,7 @@ import math
 
 import ml_collections
 
-from configs.default import parse_arg  # pylint: disable=unused-import (the family's parser)
+from configs.default import parse_arg
 
 
 def get_config(arg=None):

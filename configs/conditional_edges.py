@@ -4,12 +4,13 @@
 """
 
 from configs import conditional_default
+from configs import default
 
 
 
 
 def get_config(arg=None):
-  args = conditional_default.parse_arg(arg)
+  args = default.parse_arg(arg)
   c = conditional_default.get_config("quick" if args["quick"] else None)
   c.task = "edges"
   c.sde.y_sigma_max = 1.0         # MSDiff CMDE value for edges (Batzolis et al. 2021)

@@ -7,12 +7,13 @@ Each training image is paired with `pair_repeats` random masks.
 """
 
 from configs import conditional_default
+from configs import default
 
 
 
 
 def get_config(arg=None):
-  args = conditional_default.parse_arg(arg, mask="box")
+  args = default.parse_arg(arg, mask="box")
   c = conditional_default.get_config("quick" if args["quick"] else None)
   if args["mask"] not in ("box", "random"):
     raise ValueError(f"mask must be 'box' or 'random', got {args['mask']!r}.")

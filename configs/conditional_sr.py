@@ -9,12 +9,13 @@ on PSNR/consistency (its y_t is noised as fast as x).
 """
 
 from configs import conditional_default
+from configs import default
 
 
 
 
 def get_config(arg=None):
-  args = conditional_default.parse_arg(arg, factor=4)
+  args = default.parse_arg(arg, factor=4)
   c = conditional_default.get_config("quick" if args["quick"] else None)
   if args["factor"] not in (2, 4):
     raise ValueError(f"factor must be 2 or 4 for 8x8 digits, got {args['factor']}.")

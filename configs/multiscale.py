@@ -1,14 +1,28 @@
-"""Uniform vs non-uniform (multi-scale) diffusion at 32, 64 and 128 pixels.
+"""Uniform vs non-uniform (multi-scale) diffusion: model configs and the quality study.
 
-Variants (``--config configs/multiscale.py:ARG``, ARG a comma list):
-  ``model=uniform|multiscale`` (default multiscale), ``res=32|64|128`` (default
-  32), ``width=W`` (uniform base channels, default 64), ``runlocal`` (tiny
-  widths and step counts for a CPU smoke run).
+The same-training-time quality experiment (`experiments/multiscale_quality.py`):
 
-  python experiments/multiscale_quality.py --config configs/multiscale.py:model=multiscale,res=32
-  python -m benchmarks.multiscale_sampling        # builds both at 32/64/128 from here
+  python launch.py --config=configs/multiscale.py --workdir=results/multiscale_quality
+  python launch.py --config=configs/multiscale.py:quick --workdir=/tmp/ms_quality
+  python launch.py --config=configs/multiscale.py --workdir=results/multiscale_quality \\
+      --config.quality.seconds=300 --config.quality.clock=cpu   # shared machine
 
-Design (maths sheet conditional_multiscale_scorevae.md §2):
+It reads `seed` and the `quality` section only: the bundled 8x8 digits resized
+to 16x16, a uniform UNet of width `quality.width` against a 2-level multi-scale
+model of the same parameter count, each trained for `quality.seconds` of
+`quality.clock` time, scored by a Frechet distance in the feature space of a
+digit classifier trained there (`quality.feature_fn` / `quality.feature_weights`
+take a user's Inception extractor instead; nothing is downloaded).
+
+The other sections describe the 32 / 64 / 128 px models that
+`python -m benchmarks.multiscale_sampling` builds (sampling time and FLOPs).
+Config arg (comma list, `configs.default.parse_arg` style): ``model=uniform|
+multiscale`` (default multiscale), ``res=32|64|128`` (default 32), ``width=W``
+(uniform base channels, default 64), ``runlocal`` (tiny widths and step counts
+for a CPU smoke run of those models), ``quick`` (the quality study's smoke run,
+well under a minute of training).
+
+Design of the 32-128 px models:
   * levels L = log2(res / 16): the coarsest scale is always 16x16, so K = L + 1
     = 2, 3, 4 scales at 32, 64, 128 (the paper uses L = 3 at 128).
   * Per-scale windows: log-SNR +10 -> -10 over [0, (k + 1) / K], finest first.
@@ -26,32 +40,19 @@ Design (maths sheet conditional_multiscale_scorevae.md §2):
   * Same number of reverse steps per unit time (``sampling.steps_per_unit``)
     for both; the multi-scale sampler spreads them over its stages, so each
     stage of length 1/K gets steps_per_unit / K steps.
+
+Reference: Gbatzolis, Stanczuk, Schonlieb & Etmann. Non-Uniform Diffusion
+Models. https://arxiv.org/abs/2207.09786, 2022.
 """
 
 import ml_collections
 
+# The configs' one arg parser (a re-export of `configs.default.parse_arg`).
+from configs.default import parse_arg
+
 # Multi-scale width / uniform width giving equal total parameter counts.
 _MS_WIDTH_RATIO = {32: 52 / 64, 64: 44 / 64, 128: 40 / 64}
 _COARSEST = 16
-
-
-def _parse(arg):
-  out = dict(model="multiscale", res="32", width="64", runlocal=False)
-  for item in (arg or "").split(","):
-    item = item.strip()
-    if not item:
-      continue
-    if "=" in item:
-      key, value = item.split("=", 1)
-      if key not in out:
-        raise ValueError(f"configs/multiscale.py: unknown option {key!r}; "
-                         f"expected one of {sorted(out)}.")
-      out[key] = value
-    elif item == "runlocal":
-      out["runlocal"] = True
-    else:
-      raise ValueError(f"configs/multiscale.py: cannot parse {item!r}.")
-  return out
 
 
 def levels_for(res: int) -> int:
@@ -77,12 +78,13 @@ def stage_networks(model: str, res: int, width: int, n_blocks: int = 2):
 
 def get_config(arg=None):
   """Builds the config; see the module docstring for ARG."""
-  a = _parse(arg)
-  res, width = int(a["res"]), int(a["width"])
+  a = parse_arg(arg, model="multiscale", res=32, width=64, runlocal=False)
+  res, width = a["res"], a["width"]
   runlocal = a["runlocal"]
   if runlocal:
     width = min(width, 16)
   c = ml_collections.ConfigDict()
+  c.experiment = "multiscale_quality"
   c.seed = 0
   c.model_name = a["model"]
 
@@ -112,4 +114,22 @@ def get_config(arg=None):
   c.sampling.steps_per_unit = 8 if runlocal else 128   # paper: 128 DDIM steps
   c.sampling.eta = 1.0
   c.sampling.batch_size = 2 if runlocal else 64
+
+  # The same-training-time quality study on 16x16 digits (module docstring).
+  q = c.quality = ml_collections.ConfigDict()
+  q.seconds = 120.0                # training time per model, compilation excluded
+  q.clock = "wall"                 # 'wall', or 'cpu' (process CPU time: shared machines)
+  q.width = 32                     # uniform UNet width; multi-scale matched by params
+  q.n_blocks = 1
+  q.batch_size = 64
+  q.lr = 1e-3
+  q.ema = 0.995
+  q.steps_per_unit = 60            # ancestral steps per unit time, both models
+  q.samples = 500
+  q.classifier_steps = 1500        # feature classifier (vdm_jax.metrics.classifier)
+  q.feature_fn = ""                # 'module:function' for user features (e.g. Inception)
+  q.feature_weights = ""           # weights file passed to feature_fn
+  if a["quick"]:
+    q.seconds, q.width, q.samples = 5.0, 16, 250
+    q.classifier_steps, q.steps_per_unit = 300, 30
   return c

@@ -14,11 +14,11 @@ The script samples every class for several w and scores the samples with a
 logistic-regression classifier trained on the real digits (accuracy = fraction
 classified as the requested label; confidence = its mean probability).
 Guidance should raise both, at some cost in diversity (per-class pixel std).
-Outputs in --workdir: ``table.md``, ``results.json`` and ``cfg_w<w>.png``
+Outputs in the workdir: ``table.md``, ``results.json`` and ``cfg_w<w>.png``
 (rows: classes 0-9).
 
-  python experiments/cfg_digits.py --workdir results/cfg_digits   # ~3-6 min CPU
-  python experiments/cfg_digits.py --quick --workdir /tmp/cfg_digits
+  python launch.py --config=configs/cfg_digits.py --workdir=results/cfg_digits   # ~3-6 min CPU
+  python launch.py --config=configs/cfg_digits.py:quick --workdir=/tmp/cfg_digits
 
 Measured (defaults, 2,000 steps in 212 s on 2 shared cores; 20 samples per
 class, DDIM 50 steps): accuracy 0.670 / 0.930 / 0.975 and confidence 0.586 /
@@ -33,8 +33,6 @@ import json
 import os
 import time
 
-from absl import app
-from absl import flags
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -52,14 +50,6 @@ from vdm_jax.sde import score_fns  # noqa: E402
 from vdm_jax.sde import sdes  # noqa: E402
 from vdm_jax.sde import training  # noqa: E402
 
-_WORKDIR = flags.DEFINE_string("workdir", "results/cfg_digits",
-                               "Output directory.")
-_QUICK = flags.DEFINE_bool("quick", False, "Tiny smoke run.")
-_STEPS = flags.DEFINE_integer("steps", 2000, "Training steps.")
-_P_UNCOND = flags.DEFINE_float("p_uncond", 0.15, "Label dropout probability.")
-_WS = flags.DEFINE_list("w", ["0", "1", "3"], "Guidance weights to sample.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
-
 NUM_CLASSES = 10
 NULL_LABEL = NUM_CLASSES
 
@@ -75,7 +65,8 @@ def make_net():
               fourier_exponents=(), num_classes=NUM_CLASSES)
 
 
-def train_cfg_model(rng, images, labels, *, steps, p_uncond, batch_size=64):
+def train_cfg_model(rng, images, labels, *, steps, p_uncond, batch_size=64,
+                    learning_rate=2e-3, chunk=50):
   """Trains the label-dropout conditional eps-model; returns (net, ema_params, fit)."""
   sde = sdes.VPSDE()
   net = make_net()
@@ -87,8 +78,8 @@ def train_cfg_model(rng, images, labels, *, steps, p_uncond, batch_size=64):
   preprocess = lambda k, x, y: (x, guidance.drop_labels(
       k, y, p_uncond=p_uncond, null_label=NULL_LABEL))
   fit = training.fit(rng, loss_fn, params, (images, labels), n_steps=steps,
-                     batch_size=batch_size, learning_rate=2e-3,
-                     preprocess=preprocess, chunk=50)
+                     batch_size=batch_size, learning_rate=learning_rate,
+                     preprocess=preprocess, chunk=chunk)
   return sde, net, fit
 
 
@@ -112,17 +103,19 @@ def guided_sampler(sde, net, params, n_steps=50):
   return sample
 
 
-def main(argv):
-  del argv
-  quick = _QUICK.value
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  rng = jax.random.key(_SEED.value)
+def run(config, workdir):
+  """Trains the label-dropout model, samples every w; returns a summary dict."""
+  os.makedirs(workdir, exist_ok=True)
+  rng = jax.random.key(config.seed)
   train_x, train_y = digits_arrays("train")
   images = to_model_scale(train_x)
-  steps = 100 if quick else _STEPS.value
+  steps = config.steps
   t0 = time.time()
   sde, net, fit = train_cfg_model(jax.random.fold_in(rng, 0), images, train_y,
-                                  steps=steps, p_uncond=_P_UNCOND.value)
+                                  steps=steps, p_uncond=config.p_uncond,
+                                  batch_size=config.batch_size,
+                                  learning_rate=config.learning_rate,
+                                  chunk=config.chunk)
   train_s = time.time() - t0
   print(f"trained {steps} steps in {train_s:.1f}s; loss {fit.losses[0]:.3f} -> "
         f"{fit.losses[-1]:.3f}")
@@ -131,12 +124,12 @@ def main(argv):
   clf = LogisticRegression(max_iter=2000).fit(
       train_x.reshape(len(train_x), -1) / 16.0, train_y)
 
-  per_class = 4 if quick else 20
+  per_class = config.per_class
   labels = jnp.repeat(jnp.arange(NUM_CLASSES), per_class)
   rows = []
-  sample = guided_sampler(sde, net, fit.ema_params, n_steps=20 if quick else 50)
-  for w_str in _WS.value:
-    w = float(w_str)
+  sample = guided_sampler(sde, net, fit.ema_params, n_steps=config.sampler_steps)
+  for w in config.guidance_weights:
+    w = float(w)
     t0 = time.time()
     x = np.asarray(sample(jax.random.fold_in(rng, 1), labels, jnp.float32(w)))
     secs = time.time() - t0
@@ -147,16 +140,18 @@ def main(argv):
     diversity = float(np.mean([x[lab == k].std(0).mean()
                                for k in range(NUM_CLASSES)]))
     rows.append({"w": w, "accuracy": acc, "confidence": conf,
-                 "per_class_pixel_std": diversity, "nfe": 50 if not quick else
-                 20, "network_calls_per_step": 2, "seconds": round(secs, 2)})
-    save_grid(x, per_class, os.path.join(_WORKDIR.value, f"cfg_w{w_str}.png"),
+                 "per_class_pixel_std": diversity,
+                 "nfe": config.sampler_steps, "network_calls_per_step": 2,
+                 "seconds": round(secs, 2)})
+    save_grid(x, per_class, os.path.join(workdir, f"cfg_w{w:g}.png"),
               f"classifier-free guidance, w = {w}")
 
-  real = to_model_scale(digits_arrays("test")[0])
+  test_x, test_y = digits_arrays("test")
+  real = to_model_scale(test_x)
   rows.append({"w": "real test digits", "accuracy": float(clf.score(
-      ((real + 1) / 2).reshape(len(real), -1), digits_arrays("test")[1])),
+      ((real + 1) / 2).reshape(len(real), -1), test_y)),
                "per_class_pixel_std": float(np.mean([
-                   real[digits_arrays("test")[1] == k].std(0).mean()
+                   real[test_y == k].std(0).mean()
                    for k in range(NUM_CLASSES)]))})
   cols = ["w", "accuracy", "confidence", "per_class_pixel_std", "nfe",
           "seconds"]
@@ -167,15 +162,19 @@ def main(argv):
         for c in cols) + " |")
   lines.append("")
   lines.append(f"train: {steps} steps, {train_s:.0f}s, p_uncond = "
-               f"{_P_UNCOND.value}; sampler: DDIM eta=0 (each step calls the "
+               f"{config.p_uncond}; sampler: DDIM eta=0 (each step calls the "
                f"network on 2B inputs: conditional + null label)")
   table = "\n".join(lines)
   print(table)
-  with open(os.path.join(_WORKDIR.value, "table.md"), "w") as f:
+  with open(os.path.join(workdir, "table.md"), "w") as f:
     f.write(table + "\n")
-  with open(os.path.join(_WORKDIR.value, "results.json"), "w") as f:
+  with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump({"rows": rows, "steps": steps, "train_seconds": train_s,
                "loss_history": fit.losses.tolist()}, f, indent=2)
+  summary = {f"accuracy_w{r['w']:g}": r["accuracy"] for r in rows[:-1]}
+  return dict(summary, real_accuracy=rows[-1]["accuracy"],
+              final_loss=float(fit.losses[-1]),
+              table=os.path.join(workdir, "table.md"))
 
 
 def save_grid(x, per_class, path, title):
@@ -191,7 +190,3 @@ def save_grid(x, per_class, path, title):
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
-
-
-if __name__ == "__main__":
-  app.run(main)

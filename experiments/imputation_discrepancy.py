@@ -14,12 +14,23 @@ accuracy on the complete reference half of a random forest trained on the
 imputed data, and the L1 change of its normalised feature importances against
 one trained on the complete data.
 
-Outputs in --workdir: ``table.md``, ``results.json``, ``rmse_vs_w1.png`` (one
+Outputs in the workdir: ``table.md``, ``results.json``, ``rmse_vs_w1.png`` (one
 panel per data set), ``rank_disagreement.png``, ``marginals.png``.
 
-  python experiments/imputation_discrepancy.py --workdir results/imputation
-  python experiments/imputation_discrepancy.py --quick --workdir /tmp/imp
+  python launch.py --config=configs/imputation_discrepancy.py --workdir=results/imputation
+  python launch.py --config=configs/imputation_discrepancy.py:quick --workdir=/tmp/imp
+
 California housing needs a download, so it is not used (no network).
+
+References:
+  Muzellec, Josse, Boyer & Cuturi. Missing data imputation using optimal
+  transport. https://arxiv.org/abs/2002.03860, 2020.
+  Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole. Score-based generative
+  modeling through stochastic differential equations (imputation).
+  https://arxiv.org/abs/2011.13456, 2021.
+  Lugmayr, Danelljan, Romero, Yu, Timofte & Van Gool. RePaint: Inpainting using
+  denoising diffusion probabilistic models. https://arxiv.org/abs/2201.09865,
+  2022.
 """
 
 from __future__ import annotations
@@ -28,8 +39,6 @@ import json
 import os
 import time
 
-from absl import app
-from absl import flags
 import jax
 import matplotlib
 import numpy as np
@@ -44,14 +53,6 @@ from vdm_jax.sde import score_fns  # noqa: E402
 from vdm_jax.sde import sdes  # noqa: E402
 from vdm_jax.sde import training  # noqa: E402
 from vdm_jax.studies import imputation as imp  # noqa: E402
-
-_WORKDIR = flags.DEFINE_string("workdir", "results/imputation", "Output dir.")
-_QUICK = flags.DEFINE_bool("quick", False, "Tiny smoke run.")
-_DATASETS = flags.DEFINE_list("datasets", ["wine", "breast_cancer", "digits"],
-                              "Data sets.")
-_RATES = flags.DEFINE_list("rates", ["0.2", "0.5"], "Missing rates.")
-_STEPS = flags.DEFINE_integer("steps", 3000, "Score-model training steps.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
 def load(name):
@@ -71,14 +72,15 @@ def load(name):
   return x, d.target
 
 
-def train_score_model(rng, x_ref, steps):
+def train_score_model(rng, x_ref, steps, *, batch_size=128, learning_rate=1e-3):
   sde = sdes.VPSDE()
   net = ScoreMLP(hidden=(256, 256, 256), emb_dim=64)
   params = net.init(rng, x_ref[:2].astype(np.float32), np.zeros(2, np.float32))
   loss_fn = losses.make_dsm_loss_fn(sde, lambda p, x, t: net.apply(p, x, t),
                                     parameterization="eps")
   res = training.fit(rng, loss_fn, params, [x_ref.astype(np.float32)],
-                     n_steps=steps, batch_size=128, learning_rate=1e-3,
+                     n_steps=steps, batch_size=batch_size,
+                     learning_rate=learning_rate,
                      chunk=min(100, steps))
   score = score_fns.make_score_fn(
       sde, lambda x, t: net.apply(res.ema_params, x, t), parameterization="eps")
@@ -99,19 +101,22 @@ def kendall(a, b):
   return float(kendalltau(a, b).statistic)
 
 
-def main(argv):
-  del argv
+def run(config, workdir):
+  """Masks, imputes and scores every setting; returns a summary dict."""
   t0 = time.time()
-  out = _WORKDIR.value
+  out = workdir
   os.makedirs(out, exist_ok=True)
-  quick = _QUICK.value
-  datasets = ["wine"] if quick else _DATASETS.value
-  rates = [0.3] if quick else [float(r) for r in _RATES.value]
-  mechs = ["mcar", "mnar"] if quick else list(imp.MECHANISMS)
-  steps = 300 if quick else _STEPS.value
-  diff_steps, resample = (50, 2) if quick else (150, 4)
-  rng = np.random.default_rng(_SEED.value)
-  key = jax.random.key(_SEED.value)
+  seed = config.seed
+  datasets = list(config.datasets)
+  rates = [float(r) for r in config.rates]
+  mechs = list(config.mechanisms)
+  for m in mechs:
+    if m not in imp.MECHANISMS:
+      raise ValueError(f"mechanisms must be in {imp.MECHANISMS}, got {m!r}.")
+  steps = config.score_steps
+  diff_steps, resample = config.diffusion_steps, config.resample
+  rng = np.random.default_rng(seed)
+  key = jax.random.key(seed)
   rows = []
   example = None
   for ds in datasets:
@@ -120,8 +125,10 @@ def main(argv):
     ref, tgt = perm[: len(x) // 2], perm[len(x) // 2:]
     x_ref, y_ref, x_tgt, y_tgt = x[ref], y[ref], x[tgt], y[tgt]
     key, k_fit = jax.random.split(key)
-    sde, score = train_score_model(k_fit, x_ref, steps)
-    acc_full, imp_full = downstream(x_tgt, y_tgt, x_ref, y_ref, _SEED.value)
+    sde, score = train_score_model(k_fit, x_ref, steps,
+                                   batch_size=config.score_batch_size,
+                                   learning_rate=config.score_learning_rate)
+    acc_full, imp_full = downstream(x_tgt, y_tgt, x_ref, y_ref, seed)
     for mech in mechs:
       for rate in rates:
         mask = imp.make_mask(rng, x_tgt, mech, rate)
@@ -135,13 +142,13 @@ def main(argv):
                                           n_resample=resample)
           else:
             x_imp = imp.impute_sklearn(name, x_nan, mask, reference=x_ref,
-                                       seed=_SEED.value, max_iter=4)
+                                       seed=seed, max_iter=config.max_iter)
           assert np.array_equal(x_imp[~mask], x_tgt[~mask])
           err = x_imp[mask] - x_tgt[mask]
           key, k_d = jax.random.split(key)
           scores = discrepancy.discrepancy_scores(
               k_d, x_imp.astype(np.float32), x_tgt.astype(np.float32))
-          acc, imps = downstream(x_imp, y_tgt, x_ref, y_ref, _SEED.value)
+          acc, imps = downstream(x_imp, y_tgt, x_ref, y_ref, seed)
           rows.append({
               "dataset": ds, "mechanism": mech, "rate": rate, "imputer": name,
               "rmse": float(np.sqrt(np.mean(err ** 2))),
@@ -207,7 +214,7 @@ def main(argv):
         xi = imp.diffusion_inpaint(jax.random.key(1), score, sde, x_nan, mask,
                                    n_steps=diff_steps, n_resample=resample)
       else:
-        xi = imp.impute_sklearn(name, x_nan, mask, max_iter=4)
+        xi = imp.impute_sklearn(name, x_nan, mask, max_iter=config.max_iter)
       ax.hist(xi[:, j], bins, histtype="step", color=colors[name], label=name)
     ax.set(title=f"{ds} feature {j}, {mech} {rate}", xlabel="standardised value")
     ax.legend(fontsize=7)
@@ -237,7 +244,8 @@ def main(argv):
     f.write(table + "\n")
   with open(os.path.join(out, "results.json"), "w") as f:
     json.dump({"rows": rows, "agreement": agree}, f, indent=1)
-
-
-if __name__ == "__main__":
-  app.run(main)
+  diffusion = [r for r in rows if r["imputer"] == "diffusion"]
+  return {"settings": len(groups), "rows": len(rows),
+          "mean_rmse_diffusion": float(np.mean([r["rmse"] for r in diffusion])),
+          "mean_tau_rmse_w1": float(np.nanmean([a["tau_rmse_w1"] for a in agree])),
+          "table": os.path.join(out, "table.md")}

@@ -13,11 +13,22 @@ extractor with per-task linear heads, meta-trained at fixed budgets on
 (b) 2-way few-shot classification built from the digits classes (train
 classes 0-5, test classes 6-9); test error of ridge heads on new tasks versus n.
 
-Outputs in --workdir: ``table.md``, ``results.json``, ``risk_vs_allocation.png``,
+Outputs in the workdir: ``table.md``, ``results.json``, ``risk_vs_allocation.png``,
 ``optimal_n_vs_budget.png``, ``nonlinear_allocation.png``.
 
-  python experiments/meta_allocation.py --workdir results/meta_allocation
-  python experiments/meta_allocation.py --quick --workdir /tmp/meta_alloc
+  python launch.py --config=configs/meta_allocation.py --workdir=results/meta_allocation
+  python launch.py --config=configs/meta_allocation.py:quick --workdir=/tmp/meta_alloc
+
+Measured (defaults): optimal labels per task 5, 6, 20, 20, 20, 20, 18, 19, 18
+for B = 20 ... 20,000, converging to n* = 18.4 just above the interpolation
+threshold d = 10.
+
+References:
+  Cioba, Bromberg, Wang, Niyogi, Batzolis, Garcia, Shiu & Bernacchia. How to
+  distribute data across tasks for meta-learning?
+  https://arxiv.org/abs/2103.08463, 2022.
+  Raghu, Raghu, Bengio & Vinyals. Rapid learning or feature reuse? (ANIL).
+  https://arxiv.org/abs/1909.09157, 2020.
 """
 
 from __future__ import annotations
@@ -26,8 +37,6 @@ import json
 import os
 import time
 
-from absl import app
-from absl import flags
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -39,14 +48,6 @@ import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-t
 from vdm_jax import data as vdata  # noqa: E402
 from vdm_jax.studies import meta_allocation as ma  # noqa: E402
 from vdm_jax.studies import shared_features as sf  # noqa: E402
-
-_WORKDIR = flags.DEFINE_string("workdir", "results/meta_allocation", "Output dir.")
-_QUICK = flags.DEFINE_bool("quick", False, "Tiny smoke run.")
-_DIM = flags.DEFINE_integer("dim", 10, "d of the mixed linear regression.")
-_R2 = flags.DEFINE_float("r2", 0.5, "Task spread r^2.")
-_SIGMA2 = flags.DEFINE_float("sigma2", 0.25, "Label noise sigma^2.")
-_STEPS = flags.DEFINE_integer("steps", 1500, "Meta-training steps (part 2).")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
 def sinusoid_tasks(rng, n_tasks, n):
@@ -70,7 +71,7 @@ def digit_tasks(rng, images, labels, classes, n_tasks, n):
   return np.stack(xs), np.stack(ys)
 
 
-def part1(prob, budgets, quick):
+def part1(prob, budgets, mc_reps):
   rows, curves = [], {}
   for b in budgets:
     ns = np.unique(np.round(np.geomspace(1, b, 60)).astype(int))
@@ -83,7 +84,7 @@ def part1(prob, budgets, quick):
   for n in (2, 4, prob.d + 4, 2 * prob.d, 4 * prob.d):
     if b_mc // n >= 1:
       m, se = ma.monte_carlo_risk(jax.random.key(n), prob, n, b_mc // n,
-                                  n_reps=200 if quick else 1000)
+                                  n_reps=mc_reps)
       mc.append((n, m, se, ma.risk_at_budget(prob, b_mc, n)))
   return rows, curves, b_mc, mc
 
@@ -119,26 +120,25 @@ def part2(kind, budgets, allocations, steps, seed):
   return out
 
 
-def main(argv):
-  del argv
+def run(config, workdir):
+  """Exact allocation curves and the non-linear meta-learner; returns a summary."""
   t0 = time.time()
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  quick = _QUICK.value
-  prob = ma.MLRProblem(d=_DIM.value, w0_norm2=1.0, r2=_R2.value,
-                       sigma2=_SIGMA2.value)
-  budgets = [20, 50, 100, 200, 500, 1000, 2000, 5000, 20000]
-  rows, curves, b_mc, mc = part1(prob, budgets, quick)
+  out = workdir
+  os.makedirs(out, exist_ok=True)
+  prob = ma.MLRProblem(d=config.dim, w0_norm2=config.w0_norm2, r2=config.r2,
+                       sigma2=config.sigma2)
+  budgets = [int(b) for b in config.budgets]
+  rows, curves, b_mc, mc = part1(prob, budgets, config.mc_reps)
   star = ma.asymptotic_optimum(prob)
 
-  steps = 200 if quick else _STEPS.value
-  nl_budgets = [100, 400] if quick else [200, 800]
-  allocs = [2, 5, 10, 25, 50] if quick else [2, 5, 10, 20, 40, 100]
-  nonlin = {k: part2(k, nl_budgets, allocs, steps, _SEED.value)
+  nl_budgets = [int(b) for b in config.nonlinear_budgets]
+  allocs = [int(n) for n in config.allocations]
+  nonlin = {k: part2(k, nl_budgets, allocs, config.steps, config.seed)
             for k in ("sinusoid", "digits")}
 
   # ---- figures
   fig, ax = plt.subplots(figsize=(6, 4))
-  for b in (50, 200, 1000, 5000, 20000):
+  for b in [b for b in (50, 200, 1000, 5000, 20000) if b in curves] or budgets:
     ns, r = curves[b]
     ax.plot(ns, r, label=f"B={b}")
   for n, m, se, ex in mc:
@@ -150,7 +150,7 @@ def main(argv):
          f"(dots: Monte Carlo at B={b_mc})")
   ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(os.path.join(_WORKDIR.value, "risk_vs_allocation.png"), dpi=120)
+  fig.savefig(os.path.join(out, "risk_vs_allocation.png"), dpi=120)
   fig, ax = plt.subplots(figsize=(5, 3.5))
   ax.plot([r["budget"] for r in rows], [r["n_opt"] for r in rows], "o-")
   ax.axhline(star, ls="--", c="gray", label=f"n* = {star:.1f}")
@@ -158,7 +158,7 @@ def main(argv):
   ax.set(xscale="log", xlabel="budget B", ylabel="optimal n")
   ax.legend()
   fig.tight_layout()
-  fig.savefig(os.path.join(_WORKDIR.value, "optimal_n_vs_budget.png"), dpi=120)
+  fig.savefig(os.path.join(out, "optimal_n_vs_budget.png"), dpi=120)
   fig, axs = plt.subplots(1, 2, figsize=(9, 3.5))
   for ax, (k, res) in zip(axs, nonlin.items()):
     for b, errs in res.items():
@@ -168,7 +168,7 @@ def main(argv):
            title=f"{k}: shared features + ridge heads")
     ax.legend()
   fig.tight_layout()
-  fig.savefig(os.path.join(_WORKDIR.value, "nonlinear_allocation.png"), dpi=120)
+  fig.savefig(os.path.join(out, "nonlinear_allocation.png"), dpi=120)
 
   # ---- tables
   lines = [f"# Label allocation (d={prob.d}, r2={prob.r2}, sigma2={prob.sigma2};"
@@ -189,14 +189,12 @@ def main(argv):
   lines += ["", f"Wall time {time.time() - t0:.0f} s."]
   table = "\n".join(lines)
   print(table)
-  with open(os.path.join(_WORKDIR.value, "table.md"), "w") as f:
+  with open(os.path.join(out, "table.md"), "w") as f:
     f.write(table + "\n")
-  with open(os.path.join(_WORKDIR.value, "results.json"), "w") as f:
+  with open(os.path.join(out, "results.json"), "w") as f:
     json.dump({"optimal": rows, "n_star": star, "monte_carlo": mc,
                "nonlinear": {k: {str(b): e for b, e in v.items()}
                              for k, v in nonlin.items()},
                "allocations": allocs}, f, indent=1)
-
-
-if __name__ == "__main__":
-  app.run(main)
+  return {"n_star": star, "optimal_n": [r["n_opt"] for r in rows],
+          "table": os.path.join(out, "table.md")}

@@ -39,7 +39,7 @@ def test_bad_config_args_raise():
   cfg_mod = _load()
   with pytest.raises(ValueError, match="res must be one of"):
     cfg_mod.get_config("res=48")
-  with pytest.raises(ValueError, match="unknown option"):
+  with pytest.raises(ValueError, match="unknown config arg"):
     cfg_mod.get_config("resolution=32")
   with pytest.raises(ValueError, match="model must be"):
     cfg_mod.get_config("model=vanilla")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from vdm_jax import _checks
+from vdm_jax.metrics.frechet import frechet_distance  # noqa: F401  (one implementation)
 
 
 def high_frequency_energy(images, *, cutoff: float = 0.25):
@@ -58,29 +59,3 @@ def high_frequency_ratio(recon, data, *, cutoff: float = 0.25) -> float:
   """mean E_hf(recon) / mean E_hf(data): 1 is as sharp as the data, < 1 blurrier."""
   return float(np.mean(high_frequency_energy(recon, cutoff=cutoff)) /
                np.mean(high_frequency_energy(data, cutoff=cutoff)))
-
-
-def frechet_distance(feats_a, feats_b) -> float:
-  """Frechet distance between Gaussian fits of two `[N, F]` feature sets."""
-  a = np.asarray(feats_a, np.float64)
-  b = np.asarray(feats_b, np.float64)
-  _checks.check_rank(a, 2, "feats_a [N, F]")
-  _checks.check_rank(b, 2, "feats_b [N, F]")
-  if a.shape[1] != b.shape[1]:
-    raise ValueError(f"feature sizes differ: {a.shape[1]} and {b.shape[1]}.")
-  if min(len(a), len(b)) < 2:
-    raise ValueError("frechet_distance needs at least 2 samples per set.")
-  if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-    raise ValueError("frechet_distance: features contain non-finite values.")
-  mu_a, mu_b = a.mean(0), b.mean(0)
-  cov_a = np.atleast_2d(np.cov(a, rowvar=False))
-  cov_b = np.atleast_2d(np.cov(b, rowvar=False))
-  # Tr (C_a C_b)^{1/2} = Tr (C_a^{1/2} C_b C_a^{1/2})^{1/2}: symmetric PSD
-  # eigenproblems only, stable for singular covariances (few samples).
-  w, u = np.linalg.eigh(cov_a)
-  root_a = (u * np.sqrt(np.clip(w, 0.0, None))) @ u.T
-  m = root_a @ cov_b @ root_a
-  tr_covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0,
-                                      None)))
-  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
-               - 2.0 * tr_covmean)

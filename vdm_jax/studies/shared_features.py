@@ -8,7 +8,8 @@ per training task,
   \\min_{\\theta, (h_t)} \\frac{1}{T n} \\sum_{t=1}^T \\sum_{i=1}^n
   \\|h_t^\\top \\phi_\\theta(x_{ti}) - y_{ti}\\|^2 + \\lambda \\sum_t \\|h_t\\|^2,
 
-and a new task is solved by ridge regression of its m support labels on the
+(full-batch Adam on the engine, `vdm_jax.training`, all steps in one device
+call), and a new task is solved by ridge regression of its m support labels on the
 frozen features (closed form, :math:`h = (\\Phi^\\top\\Phi + \\lambda I)^{-1}
 \\Phi^\\top y`); classification uses one-hot targets and the arg-max.
 
@@ -26,7 +27,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
+
+from vdm_jax import training
 
 
 class Features(nn.Module):
@@ -62,25 +64,26 @@ def meta_train(rng, x, y, *, hidden=(64, 64), k: int = 32, steps: int = 1000,
   theta = net.init(k1, x[0])
   heads = 0.1 * jax.random.normal(k2, (x.shape[0], k + 1, y.shape[-1]))
   params = {"theta": theta, "heads": heads}
-  opt = optax.adam(learning_rate)
+  opt = training.make_optimizer(learning_rate=learning_rate)
+  ema = training.ema(0.0, warmup=False)  # unused: the last iterate is kept.
 
-  def loss(p):
-    phi = net.apply(p["theta"], x)
+  def loss(p, batch, rng, shard):
+    del rng, shard  # full batch, deterministic.
+    xb, yb = batch
+    phi = net.apply(p["theta"], xb)
     pred = jnp.einsum("tnk,tko->tno", phi, p["heads"])
-    return jnp.mean(jnp.square(pred - y)) + lam * jnp.mean(jnp.square(p["heads"]))
+    return (jnp.mean(jnp.square(pred - yb))
+            + lam * jnp.mean(jnp.square(p["heads"]))), {}
 
-  def step(carry, _):
-    p, s = carry
-    g = jax.grad(loss)(p)
-    u, s = opt.update(g, s, p)
-    return (optax.apply_updates(p, u), s), None
-
-  @jax.jit
-  def run(p):
-    (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), None, length=steps)
-    return p
-
-  params = run(params)
+  step = training.make_step(training.value_and_grad(loss), opt, ema,
+                            axis_name=training.AXIS)
+  # One device call scans all `steps` (a small dense net: the scan pays).
+  run = training.train(step, training.init_state(params, opt, ema),
+                       batches=training.Resident((x, y)),
+                       base_rng=jax.random.key(0), num_steps=steps,
+                       log_every=steps, steps_per_call=steps, num_devices=1,
+                       progress=False, name="meta_train")
+  params = run.state.params
   return net.apply, params["theta"]
 
 

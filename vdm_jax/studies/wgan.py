@@ -17,6 +17,16 @@ The exact alternative trains the generator on the mini-batch OT cost
 :math:`\\pi` held fixed (its gradient is the gradient of the batch W1 by the
 envelope theorem).
 
+Training runs on the engine (`vdm_jax.training`). Each player's update is the
+engine's pure step (`training.make_step`) on its own `TrainState`, with the
+other player's parameters passed in the batch; `make_wgan_step` composes
+`n_critic` critic steps (a `lax.scan`, weights clipped after each in 'clip'
+mode) and one generator step into one ``step(state, batch, base_rng) ->
+(state, metrics)`` that `training.train` runs like any method's. The
+mini-batch OT generator needs an exact assignment (POT, on the host) between
+its samples and the data every step, which cannot run inside a device step:
+`fit` drives it with a host loop that calls the engine's jitted steps.
+
 References:
   Arjovsky, Chintala & Bottou. Wasserstein GAN.
   https://arxiv.org/abs/1701.07875, 2017.
@@ -36,9 +46,22 @@ from typing import Callable, NamedTuple, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from vdm_jax import training
+from vdm_jax.metrics import discrepancy
+
 MODES = ("clip", "gp")
+METHODS = ("wgan_clip", "wgan_gp", "minibatch_ot")
+# Neither player keeps a parameter average: decay 0 is the last iterate.
+_NO_EMA = training.ema(0.0, warmup=False)
+
+
+def _given_rng(base_rng, step):
+  """An engine `rng_fn` that uses the key passed to the step as is."""
+  del step
+  return base_rng
 
 
 class MLP(nn.Module):
@@ -79,22 +102,47 @@ def matched_cost(fake, real_matched):
 
 
 class GANState(NamedTuple):
-  g_params: object
-  c_params: object
-  g_opt: object
-  c_opt: object
+  """`step`: generator steps so far; `gen`, `critic`: each player's engine `TrainState`."""
+  step: jax.Array
+  gen: training.TrainState
+  critic: training.TrainState
+
+
+def init_gan_state(g_params, c_params, g_opt: optax.GradientTransformation,
+                   c_opt: optax.GradientTransformation) -> GANState:
+  return GANState(jnp.zeros((), jnp.int32),
+                  training.init_state(g_params, g_opt, _NO_EMA),
+                  training.init_state(c_params, c_opt, _NO_EMA))
+
+
+def optimizers(method: str):
+  """The study's optimisers `(g_opt, c_opt)`: RMSProp 5e-4 for the clipped WGAN
+  (Arjovsky et al.), Adam 2e-4 with betas (0.5, 0.9) otherwise (Gulrajani et al.)."""
+  if method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+  if method == "wgan_clip":
+    return optax.rmsprop(5e-4), optax.rmsprop(5e-4)
+  adam = lambda: training.make_optimizer(learning_rate=2e-4, b1=0.5, b2=0.9)
+  return adam(), adam()
 
 
 def make_wgan_step(gen: nn.Module, critic: nn.Module, *, mode: str,
                    z_dim: int, batch_size: int, n_critic: int = 5,
                    clip: float = 0.01, gp_weight: float = 10.0,
                    g_opt: optax.GradientTransformation,
-                   c_opt: optax.GradientTransformation):
-  """Builds `step(state, key, data) -> (state, critic_gap)` for one generator step.
+                   c_opt: optax.GradientTransformation,
+                   update_generator: bool = True):
+  """Builds ``step(state, (data,), base_rng) -> (state, metrics)`` of one generator step.
 
-  `n_critic` critic updates (each on a fresh real batch drawn from `data`
-  [N, D]) precede one generator update; 'clip' clips after every critic update,
-  'gp' adds the gradient penalty.
+  With ``key = fold_in(base_rng, state.step)``, ``kc, kg = split(key)``:
+  `n_critic` critic updates, the i-th on a fresh real batch drawn from `data`
+  [N, D] with key ``split(kc, n_critic)[i]``, precede one generator update on
+  noise drawn from `kg`; 'clip' clips the critic's weights after every update,
+  'gp' adds the gradient penalty. `update_generator=False` trains the critic
+  only (a monitoring critic beside another generator objective). Metrics:
+  'critic_gap' (before the generator update), 'critic_loss', 'loss' (the
+  generator's) and 'finite'. The step is `training.train`-ready (`Resident`
+  data); it does not average over devices, so run it on one.
   """
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -105,37 +153,148 @@ def make_wgan_step(gen: nn.Module, critic: nn.Module, *, mode: str,
     z = jax.random.normal(k2, (batch_size, z_dim))
     return real, z
 
-  def c_loss(cp, gp, real, z, u):
+  def c_loss(cp, batch, rng, shard):
+    del shard
+    gp, data = batch
+    ka, kb = jax.random.split(rng)
+    real, z = draw(ka, data)
+    u = jax.random.uniform(kb, (batch_size,))
     fake = gen.apply(gp, z)
     f = lambda x: critic.apply(cp, x)
     loss = -critic_gap(f(real), f(fake))
     if mode == "gp":
       loss = loss + gp_weight * gradient_penalty(f, real, fake, u)
-    return loss
+    return loss, {}
 
-  def g_loss(gp, cp, z):
-    return -jnp.mean(critic.apply(cp, gen.apply(gp, z)))
+  def g_loss(gp, batch, rng, shard):
+    del rng, shard
+    cp, z = batch
+    return -jnp.mean(critic.apply(cp, gen.apply(gp, z))), {}
 
-  def step(state, key, data):
-    def c_step(carry, k):
-      cp, co = carry
-      ka, kb = jax.random.split(k)
-      real, z = draw(ka, data)
-      u = jax.random.uniform(kb, (batch_size,))
-      g = jax.grad(c_loss)(cp, state.g_params, real, z, u)
-      upd, co = c_opt.update(g, co, cp)
-      cp = optax.apply_updates(cp, upd)
+  c_step = training.make_step(training.value_and_grad(c_loss), c_opt, _NO_EMA,
+                              rng_fn=_given_rng)
+  g_step = training.make_step(training.value_and_grad(g_loss), g_opt, _NO_EMA)
+
+  def step(state: GANState, batch, base_rng):
+    (data,) = batch
+    key = jax.random.fold_in(base_rng, state.step)
+
+    def c_body(c_state, k):
+      c_state, m = c_step(c_state, (state.gen.params, data), k)
       if mode == "clip":
-        cp = clip_weights(cp, clip)
-      return (cp, co), None
+        # The original WGAN's projection onto the weight box, after the update.
+        c_state = c_state._replace(params=clip_weights(c_state.params, clip))
+      return c_state, (m["loss"], m["finite"])
 
     kc, kg = jax.random.split(key)
-    (cp, co), _ = jax.lax.scan(c_step, (state.c_params, state.c_opt),
-                               jax.random.split(kc, n_critic))
-    real, z = draw(kg, data)
-    gap = critic_gap(critic.apply(cp, real), critic.apply(cp, gen.apply(state.g_params, z)))
-    g = jax.grad(g_loss)(state.g_params, cp, z)
-    upd, go = g_opt.update(g, state.g_opt, state.g_params)
-    return GANState(optax.apply_updates(state.g_params, upd), cp, go, co), gap
+    c_state, (c_losses, c_finite) = jax.lax.scan(
+        c_body, state.critic, jax.random.split(kc, n_critic))
+    metrics = {"critic_loss": c_losses[-1], "finite": jnp.all(c_finite)}
+    g_state = state.gen
+    if update_generator:
+      real, z = draw(kg, data)
+      cp = c_state.params
+      metrics["critic_gap"] = critic_gap(critic.apply(cp, real),
+                                         critic.apply(cp, gen.apply(g_state.params, z)))
+      g_state, g_metrics = g_step(g_state, (cp, z), kg)
+      metrics["loss"] = g_metrics["loss"]
+      metrics["finite"] = metrics["finite"] & g_metrics["finite"]
+    return GANState(state.step + 1, g_state, c_state), metrics
 
   return step
+
+
+def make_ot_generator_step(gen: nn.Module, g_opt: optax.GradientTransformation):
+  """The engine step of the mini-batch OT generator: batch ``(z, x_matched)``.
+
+  Its loss is `matched_cost` of ``gen(z)`` against the real points matched to
+  them (the matching found on the host, held fixed).
+  """
+  def loss(gp, batch, rng, shard):
+    del rng, shard
+    z, xm = batch
+    return matched_cost(gen.apply(gp, z), xm), {}
+  return training.make_step(training.value_and_grad(loss), g_opt, _NO_EMA)
+
+
+def init_models(method: str, d: int, seed: int, *, hidden=(128, 128, 128)):
+  """The study's MLP generator and critic, their `GANState` and the loop key.
+
+  Returns:
+    `(gen, critic, state, key, z_dim)`; ``z_dim = max(2, d)``.
+  """
+  z_dim = max(2, d)
+  gen = MLP(tuple(hidden), out=d)
+  critic = MLP(tuple(hidden), out=1)
+  kg, kc, key = jax.random.split(jax.random.key(seed), 3)
+  g_opt, c_opt = optimizers(method)
+  state = init_gan_state(gen.init(kg, jnp.zeros((1, z_dim))),
+                         critic.init(kc, jnp.zeros((1, d))), g_opt, c_opt)
+  return gen, critic, state, key, z_dim
+
+
+def fit(method: str, data, *, steps: int, batch_size: int, seed: int,
+        eval_fn: Callable | None = None, eval_every: int = 0,
+        host_rng: np.random.Generator | None = None, n_critic: int = 5,
+        workdir: str | None = None):
+  """Trains one generator of the study on `data` [N, D]; evaluates along the way.
+
+  'wgan_clip' and 'wgan_gp' run `make_wgan_step` through `training.train`;
+  'minibatch_ot' trains its generator on the exact mini-batch W1 with a host
+  loop (the matching is POT's, on the host: real batches from `host_rng`,
+  noise from the step key), next to a GP critic trained for monitoring only.
+
+  Args:
+    method: one of `METHODS`.
+    data: `[N, D]` training points.
+    steps: generator steps.
+    batch_size: batch of every update.
+    seed: initialisation and random stream.
+    eval_fn: ``(state, step) -> dict`` called at step 0 and every `eval_every`.
+    eval_every: steps between evaluations (0: none).
+    host_rng: the generator of the OT method's real batches (default: seeded
+      with `seed`); share it with `eval_fn` to keep one host stream.
+    n_critic: critic updates per generator step.
+    workdir: checkpoints and metrics of the engine runs (None: in memory).
+
+  Returns:
+    `(gen, critic, state)`: the modules and the final `GANState`.
+  """
+  data = jnp.asarray(data)
+  gen, critic, state, key, z_dim = init_models(method, data.shape[1], seed)
+  g_opt, c_opt = optimizers(method)
+  if eval_fn is not None:
+    eval_fn(state, 0)
+  mode = "clip" if method == "wgan_clip" else "gp"
+  if method != "minibatch_ot":
+    step = make_wgan_step(gen, critic, mode=mode, z_dim=z_dim, n_critic=n_critic,
+                          batch_size=batch_size, g_opt=g_opt, c_opt=c_opt)
+    run = training.train(step, state, batches=training.Resident((data,)),
+                         base_rng=key, num_steps=steps,
+                         log_every=eval_every or steps, workdir=workdir,
+                         num_devices=1, eval_fn=eval_fn if eval_every else None,
+                         eval_every=eval_every, progress=False, name=method)
+    return gen, critic, run.state
+  host_rng = np.random.default_rng(seed) if host_rng is None else host_rng
+  real = np.asarray(data)
+  monitor = jax.jit(make_wgan_step(gen, critic, mode=mode, z_dim=z_dim,
+                                   n_critic=n_critic, batch_size=batch_size,
+                                   g_opt=g_opt, c_opt=c_opt,
+                                   update_generator=False))
+  g_step = jax.jit(make_ot_generator_step(gen, g_opt))
+  for s in range(steps):
+    state, c_metrics = monitor(state, (data,), key)
+    k = jax.random.fold_in(key, s)
+    k1, _ = jax.random.split(k)
+    xb = real[host_rng.integers(0, len(real), batch_size)]
+    z = jax.random.normal(k1, (batch_size, z_dim))
+    fake = np.asarray(gen.apply(state.gen.params, z))
+    perm = discrepancy.ot_assignment(fake, xb)
+    g_state, g_metrics = g_step(state.gen, (z, jnp.asarray(xb[perm])), k)
+    state = state._replace(gen=g_state)
+    if not (bool(c_metrics["finite"]) and bool(g_metrics["finite"])):
+      raise RuntimeError(f"Non-finite loss, gradient or parameters at step {s + 1} "
+                         f"({method}); lower the learning rate.")
+    if eval_fn is not None and eval_every and (s + 1) % eval_every == 0:
+      eval_fn(state, s + 1)
+  return gen, critic, state
