@@ -109,3 +109,18 @@ def test_bfloat16_network_under_jit_grad_and_vmap():
   keys = jax.random.split(rng, 3)
   per_key = jax.vmap(lambda k: vdm32.vlb_terms(params, k, x).total)(keys)
   assert per_key.shape == (3, 4) and np.all(np.isfinite(per_key))
+
+
+def test_out_of_range_pixel_fails_inside_a_checkified_jitted_step():
+  """The check a training engine gets from `checkify` around its jitted step."""
+  from jax.experimental import checkify
+  vdm, params, x = _setup(schedules.MonotoneNetSchedule(n_features=8))
+  step = jax.jit(checkify.checkify(
+      lambda p, x: vm.vlb_loss_and_grads(vdm, p, jax.random.key(6), x)[0],
+      errors=checkify.user_checks))
+  err, loss = step(params, x)
+  assert err.get() is None and np.isfinite(loss)
+  err, loss = step(params, x.at[3, 1].set(-1))
+  assert np.isnan(loss)  # never the finite loss a wrapped-around bin would give
+  with pytest.raises(ValueError, match=r"x_int must lie in \[0, 4\] for vocab_size=5, got min -1 and max 4"):
+    err.throw()

@@ -186,7 +186,7 @@ def check_values(ok, message: str, **values):
   ok = jnp.asarray(ok, bool)
   if is_concrete(ok) and all(is_concrete(v) for v in values.values()):
     if not bool(ok):
-      raise ValueError(message.format(**{k: np.asarray(v) for k, v in values.items()}))
+      raise ValueError(message.format(**{k: str(np.asarray(v)[()]) for k, v in values.items()}))
     return ok
   # debug_check: a no-op unless the caller functionalises it with checkify; a
   # plain jit still gets NaN through `poison` rather than a failed trace.
