@@ -194,6 +194,21 @@ def check_values(ok, message: str, **values):
   return ok
 
 
+def int_range_ok(x, vocab_size: int, name: str):
+  """Value check (`check_values`) that integers `x` lie in [0, vocab_size - 1].
+
+  Returns:
+    scalar bool array for `poison` (True for an empty `x`).
+  """
+  if not np.size(x):
+    return jnp.asarray(True)
+  lo, hi = jnp.min(x), jnp.max(x)
+  return check_values(
+      (lo >= 0) & (hi < vocab_size),
+      f"{name} must lie in [0, {vocab_size - 1}] for vocab_size={vocab_size}, "
+      "got min {lo} and max {hi}.", lo=lo, hi=hi)
+
+
 def poison(ok, *outs):
   """Returns `outs` with every float replaced by NaN where `ok` is False.
 

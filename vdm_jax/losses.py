@@ -73,17 +73,7 @@ def encode_discrete(x_int, vocab_size: int):
         "images already scaled to floats.")
   x_int = jnp.asarray(x_int)
   f = 2.0 * (x_int.astype(jnp.float32) + 0.5) / vocab_size - 1.0
-  if not x_int.size:
-    return f
-  return _checks.poison(_range_ok(x_int, vocab_size), f)
-
-
-def _range_ok(x_int, vocab_size: int):
-  lo, hi = jnp.min(x_int), jnp.max(x_int)
-  return _checks.check_values(
-      (lo >= 0) & (hi < vocab_size),
-      f"x_int must lie in [0, {vocab_size - 1}] for vocab_size={vocab_size}, "
-      "got min {lo} and max {hi}.", lo=lo, hi=hi)
+  return _checks.poison(_checks.int_range_ok(x_int, vocab_size, "x_int"), f)
 
 
 def check_discrete_range(x_int, vocab_size: int, *, name: str = "x_int",
