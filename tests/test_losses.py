@@ -242,9 +242,9 @@ def test_data_beyond_a_small_vocab_is_an_error():
 def test_pixel_outside_vocab_raises_under_jit_and_is_never_a_number():
   import vdm_jax
   x = jnp.full((2, 3), 1, jnp.int32).at[0, 0].set(-1)
-  loss = jax.jit(lambda x: _vlb(x, vocab_size=4).total)
-  assert np.all(np.isnan(loss(x))), "plain jit must not return a plausible number"
-  assert np.all(np.isfinite(loss(x + 1)))
+  loss = lambda x: _vlb(x, vocab_size=4).total  # noqa: E731
+  assert np.all(np.isnan(jax.jit(loss)(x))), "plain jit must not return a plausible number"
+  assert np.all(np.isfinite(vdm_jax.checked(loss)(x + 1)))
   with pytest.raises(ValueError, match=r"x_int must lie in \[0, 3\] for vocab_size=4, got min -1 and max 1"):
     vdm_jax.checked(loss)(x)
 
@@ -272,8 +272,8 @@ def test_diffusion_loss_alone_rejects_a_decreasing_gamma_fn(num_steps, message):
 def test_decreasing_gamma_fn_raises_under_jit():
   import vdm_jax
   x = jnp.full((2, 4), 3, jnp.int32)
-  loss = jax.jit(lambda x: _vlb(x, gamma_fn=_DECREASING, vocab_size=4).total)
-  assert np.all(np.isnan(loss(x)))
+  loss = lambda x: _vlb(x, gamma_fn=_DECREASING, vocab_size=4).total  # noqa: E731
+  assert np.all(np.isnan(jax.jit(loss)(x)))
   with pytest.raises(ValueError, match=r"gamma_fn must be increasing in t"):
     vdm_jax.checked(loss)(x)
 
@@ -304,3 +304,16 @@ def test_host_batch_check_names_the_step():
   with pytest.raises(ValueError, match=r"x_int must lie in \[0, 16\] for vocab_size=17, "
                                        r"got min 0 and max 17 \(batch of step 3\)"):
     losses.check_discrete_range(x, 17, step=3)
+
+
+def test_checked_refuses_an_already_jitted_function():
+  import vdm_jax
+  with pytest.raises(TypeError, match="pass the function before jax.jit"):
+    vdm_jax.checked(jax.jit(lambda x: x))
+
+
+def test_plain_jit_carries_no_checkify_effect():
+  """An effect would send every call of a training step through slow Python dispatch."""
+  x = jnp.full((2, 3), 1, jnp.int32)
+  jaxpr = jax.make_jaxpr(lambda x: _vlb(x, vocab_size=4).total)(x)
+  assert not jaxpr.effects

@@ -205,4 +205,4 @@ def test_samplers_reject_a_schedule_whose_noise_falls(sampler):
     run(jax.random.key(0))
   assert np.all(np.isnan(jax.jit(run)(jax.random.key(0))))
   with pytest.raises(ValueError, match="must have an SNR|gamma_fn must be increasing"):
-    vdm_jax.checked(jax.jit(run))(jax.random.key(0))
+    vdm_jax.checked(run)(jax.random.key(0))

@@ -112,12 +112,11 @@ def test_bfloat16_network_under_jit_grad_and_vmap():
 
 
 def test_out_of_range_pixel_fails_inside_a_checkified_jitted_step():
-  """The check a training engine gets from `checkify` around its jitted step."""
-  from jax.experimental import checkify
+  """What a training engine gets by compiling `vdm_jax.checkified(step)`."""
+  import vdm_jax
   vdm, params, x = _setup(schedules.MonotoneNetSchedule(n_features=8))
-  step = jax.jit(checkify.checkify(
-      lambda p, x: vm.vlb_loss_and_grads(vdm, p, jax.random.key(6), x)[0],
-      errors=checkify.user_checks))
+  step = jax.jit(vdm_jax.checkified(
+      lambda p, x: vm.vlb_loss_and_grads(vdm, p, jax.random.key(6), x)[0]))
   err, loss = step(params, x)
   assert err.get() is None and np.isfinite(loss)
   err, loss = step(params, x.at[3, 1].set(-1))

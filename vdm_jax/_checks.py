@@ -10,22 +10,27 @@ Three kinds of check live here:
   jax arrays, e.g. every training batch before it is sent to the devices.
 * **Value** checks (`check_values`) depend on data that may be traced. With
   concrete values they raise `ValueError` at once. Under a transformation
-  (`jit`, `pmap`, `grad`, `vmap`) XLA cannot raise, so they are registered as
-  `jax.experimental.checkify` checks and the checked function's results are
-  made NaN (`poison`) where a check fails: a plain `jit` then returns NaN, never
-  a plausible number, and the same function wrapped by `checked` (or by
-  `checkify.checkify(fn, errors=checkify.user_checks)` in a training engine)
-  raises `checkify.JaxRuntimeError` (a `ValueError`) with the message.
+  (`jit`, `pmap`, `grad`, `vmap`) XLA cannot raise, so the checked function's
+  results are made NaN (`poison`) where a check fails: a plain `jit` returns
+  NaN, never a plausible number, and costs only a few fused reductions and
+  selects. Traced inside `checkified(fn)` (or `checked(fn)`, which also jits
+  and raises), the same checks are also `jax.experimental.checkify` checks:
+  the error names the argument, what was expected and what was found, and
+  `err.throw()` raises `checkify.JaxRuntimeError` (a `ValueError`).
 
-Cost of the value checks: one `where` per checked output and a reduction
-(min/max/all) per checked input, fused by XLA into the surrounding computation;
-under `checkify` also one boolean and the formatted values per check, carried
-out of the computation. See ``benchmarks/check_overhead.py`` for the measured
-share of a training step.
+Why the checkify checks are emitted only inside `checkified`: a `checkify`
+check left in a plain `jit` or `pmap` carries an effect that sends every call
+through JAX's Python dispatch path, which costs milliseconds per training step
+for a model with ~100 parameter arrays. Inside `checkified` the effect is
+discharged into an ordinary error value, so the compiled step dispatches as
+fast as an unchecked one. See ``benchmarks/check_overhead.py`` for the
+measured share of a training step.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 from typing import Callable, Sequence
 
@@ -36,6 +41,13 @@ import numpy as np
 
 # The errors `checked` turns into exceptions: the library's value checks only.
 ERRORS = checkify.user_checks
+
+# Set while `checkified` traces its function: whether `check_values` also emits
+# checkify checks. A context variable (like JAX's own config contexts) rather
+# than an argument, so that every public function keeps its signature; it is
+# only ever set inside the function that `jit` / `pmap` trace, so a cached
+# trace always matches the setting it was made with.
+_EMIT_CHECKIFY = contextvars.ContextVar("vdm_jax_emit_checkify", default=False)
 
 
 def check_floating(x, name: str) -> None:
@@ -188,9 +200,8 @@ def check_values(ok, message: str, **values):
     if not bool(ok):
       raise ValueError(message.format(**{k: str(np.asarray(v)[()]) for k, v in values.items()}))
     return ok
-  # debug_check: a no-op unless the caller functionalises it with checkify; a
-  # plain jit still gets NaN through `poison` rather than a failed trace.
-  checkify.debug_check(ok, message, **{k: jnp.asarray(v) for k, v in values.items()})
+  if _EMIT_CHECKIFY.get():
+    checkify.check(ok, message, **{k: jnp.asarray(v) for k, v in values.items()})
   return ok
 
 
@@ -222,25 +233,62 @@ def poison(ok, *outs):
   return res[0] if len(res) == 1 else res
 
 
-def checked(fn: Callable) -> Callable:
-  """`fn` with its value checks raising under `jit`, via `checkify`.
+@contextlib.contextmanager
+def _emitting_checkify():
+  token = _EMIT_CHECKIFY.set(True)
+  try:
+    yield
+  finally:
+    _EMIT_CHECKIFY.reset(token)
 
-  .. code-block:: python
 
-    loss = checked(jax.jit(functools.partial(losses.vlb_terms, gamma_fn=g,
-                                             eps_fn=e, vocab_size=256)))
-    loss(rng, x_int)  # raises checkify.JaxRuntimeError (a ValueError) on x < 0
+def checkified(fn: Callable) -> Callable:
+  """`checkify.checkify(fn)` with the library's value checks as checkify checks.
 
-  The wrapped function returns what `fn` returns. Inside a compiled training
-  step, use `checkify.checkify(step, errors=checkify.user_checks)` directly
-  and call `err.throw()` on the host when convenient (e.g. at each log step),
-  so that checking does not synchronise every step.
+  The returned function gives `(err, out)`; it may be jitted or pmapped (a
+  training engine: ``jax.pmap(checkified(train_step), ...)``), and
+  `err.throw()` on the host raises the first failed check, by name, as
+  `checkify.JaxRuntimeError` (a `ValueError`). Fetch `err` at the engine's
+  own sync points (e.g. each log step) to keep steps asynchronous.
+
+  `fn` must not be a `jax.jit` function that was already traced outside
+  `checkified`: its cached trace would hold no checks.
   """
   checked_fn = checkify.checkify(fn, errors=ERRORS)
 
   @functools.wraps(fn)
   def wrapper(*args, **kwargs):
-    err, out = checked_fn(*args, **kwargs)
+    with _emitting_checkify():
+      return checked_fn(*args, **kwargs)
+
+  return wrapper
+
+
+def checked(fn: Callable) -> Callable:
+  """`fn`, jitted, with its value checks raising under `jit`, via `checkify`.
+
+  .. code-block:: python
+
+    loss = checked(functools.partial(losses.vlb_terms, gamma_fn=g, eps_fn=e,
+                                     vocab_size=256))
+    loss(rng, x_int)  # raises checkify.JaxRuntimeError (a ValueError) on x < 0
+
+  The wrapped function compiles `fn` once per input signature (with
+  `jax.jit`), synchronises on its error every call and returns what `fn`
+  returns. Pass `fn` before `jax.jit`: `checked` compiles it itself.
+
+  Raises:
+    TypeError: `fn` is already a `jax.jit` function.
+  """
+  if hasattr(fn, "lower") and hasattr(fn, "trace"):
+    raise TypeError(
+        "checked(fn) compiles fn itself: pass the function before jax.jit (a "
+        "jitted function may reuse a trace made without the checks).")
+  compiled = jax.jit(checkified(fn))
+
+  @functools.wraps(fn)
+  def wrapper(*args, **kwargs):
+    err, out = compiled(*args, **kwargs)
     err.throw()
     return out
 

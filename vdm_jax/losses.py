@@ -24,10 +24,10 @@ Bad input is an error, never a number. Static arguments (`vocab_size` >= 2,
 `num_steps` >= 0, `num_dims` >= 1) raise `ValueError` at trace time. Checks on
 values -- integer data in [0, V - 1] and a schedule that increases with t (a
 decreasing gamma makes the diffusion loss negative) -- raise `ValueError` when
-the values are concrete; under `jit` they are `checkify` checks and the
-affected outputs become NaN, so that `vdm_jax.checked(jax.jit(fn))` (or a
-checkified training step) raises with the same message and a plain `jit` never
-returns a plausible number (see `vdm_jax._checks`). Training pipelines check
+the values are concrete; under a plain `jit` the affected outputs become NaN,
+never a plausible number, and `vdm_jax.checked(fn)` (or a training step
+wrapped by `vdm_jax.checkified`) raises a `checkify` error with the same
+message (see `vdm_jax._checks`). Training pipelines check
 each batch on the host with `check_discrete_range`.
 Bits per dimension are nats / (D ln 2) with D = H W C; no dequantisation offset is
 added because the VDM is a discrete model of {0..V-1}^D.
