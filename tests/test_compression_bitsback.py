@@ -127,3 +127,14 @@ def test_encode_rejects_bad_images():
   with pytest.raises(ValueError, match="non-finite"):
     bitsback.encode_stream(np.zeros((40, 3), int), eps_fn=lambda z, g: z * jnp.nan, chain=ch,
                            vocab_size=4)
+
+
+def test_streams_reject_a_single_value_vocabulary():
+  """vocab_size = 1 used to fail deep inside with a bare ZeroDivisionError."""
+  ch = chain_lib.make_chain(schedules.linear_gamma, num_steps=2, latent_precision=2)
+  with pytest.raises(ValueError, match=r"vocab_size must be an integer >= 2, got 1\."):
+    bitsback.encode_stream(np.zeros((2, 3), int), eps_fn=lambda z, g: z, chain=ch,
+                           vocab_size=1)
+  with pytest.raises(ValueError, match=r"vocab_size must be an integer >= 2, got 1\."):
+    bitsback.decode_stream(np.zeros(4, np.uint32), 0, num_images=1, image_shape=(3,),
+                           eps_fn=lambda z, g: z, chain=ch, vocab_size=1)

@@ -123,3 +123,33 @@ def test_agrees_with_vdm_jax_losses():
   np.testing.assert_allclose(mine.prior, theirs.prior, rtol=1e-5)
   np.testing.assert_allclose(mine.diffusion.mean(), theirs.diffusion.mean(), rtol=0.05)
   np.testing.assert_allclose(mine.recon.mean(), theirs.recon.mean(), rtol=0.1, atol=1e-3)
+
+
+@pytest.mark.parametrize("x,vocab_size,gamma_fn,message", [
+    # -1 used to wrap to the top bin: a finite 1.1e6 nats.
+    ([[-1, 0, 1]], 4, schedules.linear_gamma,
+     r"x_int must lie in \[0, 3\] for vocab_size=4, got min -1 and max 1"),
+    ([[0, 0, 0]], 1, schedules.linear_gamma, r"vocab_size must be an integer >= 2, got 1"),
+    # A reversed schedule used to give a negative diffusion term.
+    ([[0, 1, 2]], 4, lambda t: 5.0 - 18.3 * t,
+     r"gamma_fn must be increasing in t on the grid .*got min\(gamma_i - gamma_\{i-1\}\) = -4.57"),
+])
+def test_nelbo_rejects_out_of_range_pixels_small_vocab_and_decreasing_gamma(
+    x, vocab_size, gamma_fn, message):
+  with pytest.raises(ValueError, match=message):
+    elbo.discrete_time_nelbo(jax.random.key(0), jnp.asarray(x, jnp.int32),
+                             eps_fn=lambda z, g: 0.9 * z, gamma_fn=gamma_fn,
+                             vocab_size=vocab_size, num_steps=4)
+
+
+def test_nats_to_bpd_needs_a_dimension():
+  with pytest.raises(ValueError, match=r"dim must be an integer >= 1, got 0\."):
+    elbo.nats_to_bpd(jnp.ones((2,)), 0)
+
+
+def test_pixel_helpers_reject_bad_vocabularies():
+  with pytest.raises(ValueError, match=r"x_int must lie in \[0, 3\] for vocab_size=4, got min -1 and max 3"):
+    chain_lib.encode_pixels(np.array([-1, 3]), 4)
+  chain = chain_lib.make_chain(schedules.linear_gamma, num_steps=4, latent_precision=4)
+  with pytest.raises(ValueError, match=r"vocab_size must be an integer >= 2, got 0\."):
+    chain_lib.decoder_probs(np.zeros(3), chain, 0)

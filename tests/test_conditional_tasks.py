@@ -127,3 +127,10 @@ def test_exact_posterior_sr_samples_are_consistent_with_y():
   # Without the condition (prior samples) A x is far from y.
   prior = np.asarray(gaussian.sample(p, jax.random.key(3), n)[0]).reshape(n, 4, 4, 1)
   assert np.mean(metrics.consistency(prior, y_img, task.observe)) > 5 * noise
+
+
+def test_digits_to_images_rejects_values_beyond_the_digits_grey_levels():
+  """8-bit images used to map to values up to 30.9, far outside [-1, 1]."""
+  with pytest.raises(ValueError, match=r"images_uint8 \(digits grey levels\) must lie in "
+                                       r"\[0, 16\] for vocab_size=17, got min 0 and max 255"):
+    tasks.digits_to_images(np.array([[[[0]], [[255]]]], np.uint8))

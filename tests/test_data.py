@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,52 @@ def test_tfds_arrays_of_an_unprepared_set_fails_at_once(tmp_path):
   from vdm_jax import data
   with pytest.raises(FileNotFoundError, match="'mnist' is not prepared"):
     data.tfds_arrays("mnist", "train", data_dir=str(tmp_path))
+
+
+def _source_with_bad_pixel(step, global_batch, seed, vocab_size=17):
+  """Digits whose batch at `step` holds one pixel = vocab_size (and no other batch)."""
+  images, labels = data.digits_arrays("train")
+  images = images.copy()
+  n = len(images)
+  bad_row = next(i for i in data.batch_indices(step, global_batch, n, seed)
+                 if i != 0 and all(i not in data.batch_indices(s, global_batch, n, seed)
+                                   for s in range(step)))
+  images[bad_row, 3, 4, 0] = vocab_size
+  return data._ArraySource(images, labels, vocab_size=vocab_size)
+
+
+def test_every_training_batch_is_range_checked_and_names_its_step():
+  source = _source_with_bad_pixel(step=5, global_batch=8, seed=0)
+  batches = data.train_batches(source, global_batch=8, start_step=0, seed=0)
+  for _ in range(5):
+    next(batches)
+  with pytest.raises(ValueError, match=r"training images must lie in \[0, 16\] for "
+                                       r"vocab_size=17, got min 0 and max 17 in the batch of step 5"):
+    next(batches)
+
+
+def test_sources_from_the_config_carry_its_vocab_size():
+  import ml_collections
+  config = ml_collections.ConfigDict({"data": {"name": "digits", "split_seed": 0,
+                                               "vocab_size": 17}})
+  assert data.make_source(config, "test").vocab_size == 17
+
+
+def test_training_stops_at_the_step_of_a_bad_batch(tmp_path, monkeypatch):
+  """A pixel out of range in the batch of step 2: an error naming step 2, no NaN window."""
+  from configs import vdm_tiny
+  from vdm_jax import train
+  config = vdm_tiny.get_config()
+  config.training.num_train_steps = 4
+  config.eval.at_end = False
+  config.sampling.at_end = False
+  bad = _source_with_bad_pixel(step=2, global_batch=config.training.batch_size,
+                               seed=config.seed)
+  make_source = data.make_source
+  monkeypatch.setattr(data, "make_source",
+                      lambda cfg, split: bad if split == "train" else make_source(cfg, split))
+  with pytest.raises(ValueError, match=r"training images must lie in \[0, 16\] .*"
+                                       r"in the batch of step 2"):
+    train.train_and_evaluate(config, str(tmp_path))
+  steps = sorted(os.listdir(tmp_path / "checkpoints")) if (tmp_path / "checkpoints").exists() else []
+  assert "3" not in steps and "4" not in steps

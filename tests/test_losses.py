@@ -202,3 +202,118 @@ def test_bad_inputs_raise_clear_errors():
   with pytest.raises(ValueError, match="weighting"):
     losses.denoising_loss(jnp.ones((1, 2)), x=jnp.ones((1, 2)), eps=jnp.ones((1, 2)),
                           gamma=0.0, weighting="bogus")
+
+
+# ----------------------------------------------------------------------------
+# Bad input is an error, never a number.
+# ----------------------------------------------------------------------------
+_LINEAR = functools.partial(schedules.linear_gamma, gamma_min=-13.3, gamma_max=5.0)
+_DECREASING = lambda t: 5.0 - 18.3 * t  # noqa: E731  (gamma_fn reversed)
+
+
+def _shrink_eps(z, gamma):
+  del gamma
+  return 0.9 * z
+
+
+def _vlb(x, gamma_fn=_LINEAR, **kwargs):
+  kwargs.setdefault("vocab_size", 256)
+  return losses.vlb_terms(jax.random.key(0), x, gamma_fn=gamma_fn, eps_fn=_shrink_eps,
+                          **kwargs)
+
+
+@pytest.mark.parametrize("bad", [-1, 256, 1000])
+def test_pixel_outside_vocab_is_an_error(bad):
+  """-1 used to wrap to bin 255 (a finite 1.2e6 nats), 256 and 1000 gave NaN."""
+  x = jnp.full((2, 4, 4, 1), 7, jnp.int32).at[1, 2, 3, 0].set(bad)
+  lo, hi = min(bad, 7), max(bad, 7)
+  with pytest.raises(ValueError, match=rf"x_int must lie in \[0, 255\] for vocab_size=256, "
+                                       rf"got min {lo} and max {hi}"):
+    _vlb(x)
+
+
+def test_data_beyond_a_small_vocab_is_an_error():
+  """8-bit data with vocab_size=17 (the digits' V) used to give NaN."""
+  x = jnp.arange(32, dtype=jnp.int32).reshape(2, 16) * 8
+  with pytest.raises(ValueError, match=r"x_int must lie in \[0, 16\] for vocab_size=17, got min 0 and max 248"):
+    _vlb(x, vocab_size=17)
+
+
+def test_pixel_outside_vocab_raises_under_jit_and_is_never_a_number():
+  import vdm_jax
+  x = jnp.full((2, 3), 1, jnp.int32).at[0, 0].set(-1)
+  loss = lambda x: _vlb(x, vocab_size=4).total  # noqa: E731
+  assert np.all(np.isnan(jax.jit(loss)(x))), "plain jit must not return a plausible number"
+  assert np.all(np.isfinite(vdm_jax.checked(loss)(x + 1)))
+  with pytest.raises(ValueError, match=r"x_int must lie in \[0, 3\] for vocab_size=4, got min -1 and max 1"):
+    vdm_jax.checked(loss)(x)
+
+
+@pytest.mark.parametrize("num_steps", [0, 10])
+def test_decreasing_gamma_fn_is_an_error(num_steps):
+  """A reversed schedule used to give a negative diffusion loss (-453 nats, -209 at T = 10)."""
+  x = jnp.full((2, 4), 3, jnp.int32)
+  with pytest.raises(ValueError, match=r"gamma_fn must be increasing in t .*got gamma\(0\) = 5.0 "
+                                       r"and gamma\(1\) = -13\.[23]"):
+    _vlb(x, gamma_fn=_DECREASING, num_steps=num_steps)
+
+
+@pytest.mark.parametrize("num_steps,message", [
+    (0, r"dgamma_dt must be >= 0 .*got a minimum of -18.3"),
+    (10, r"gamma_t must be >= gamma_s .*got min\(gamma_t - gamma_s\) = -1.83"),
+])
+def test_diffusion_loss_alone_rejects_a_decreasing_gamma_fn(num_steps, message):
+  f = jnp.zeros((3, 2), jnp.float32)
+  with pytest.raises(ValueError, match=message):
+    losses.diffusion_loss(jax.random.key(0), f, gamma_fn=_DECREASING, eps_fn=_shrink_eps,
+                          num_steps=num_steps)
+
+
+def test_decreasing_gamma_fn_raises_under_jit():
+  import vdm_jax
+  x = jnp.full((2, 4), 3, jnp.int32)
+  loss = lambda x: _vlb(x, gamma_fn=_DECREASING, vocab_size=4).total  # noqa: E731
+  assert np.all(np.isnan(jax.jit(loss)(x)))
+  with pytest.raises(ValueError, match=r"gamma_fn must be increasing in t"):
+    vdm_jax.checked(loss)(x)
+
+
+def test_negative_num_steps_is_an_error():
+  """num_steps = -1 used to be taken as discrete time (135 nats instead of 456)."""
+  with pytest.raises(ValueError, match=r"num_steps must be an integer >= 0, got -1\."):
+    _vlb(jnp.zeros((2, 3), jnp.int32), num_steps=-1)
+
+
+@pytest.mark.parametrize("vocab_size", [0, 1])
+def test_degenerate_vocab_size_is_an_error(vocab_size):
+  """vocab_size = 1 used to return numbers, vocab_size = 0 inf."""
+  with pytest.raises(ValueError, match=rf"vocab_size must be an integer >= 2, got {vocab_size}\."):
+    _vlb(jnp.zeros((2, 3), jnp.int32), vocab_size=vocab_size)
+
+
+def test_nats_to_bpd_needs_a_dimension():
+  """num_dims = 0 used to return inf."""
+  with pytest.raises(ValueError, match=r"num_dims must be an integer >= 1, got 0\."):
+    losses.nats_to_bpd(jnp.ones((2,)), 0)
+
+
+def test_host_batch_check_names_the_step():
+  x = np.zeros((4, 8, 8, 1), np.uint8)
+  losses.check_discrete_range(x, 17, step=3)
+  x[2, 1, 1, 0] = 17
+  with pytest.raises(ValueError, match=r"x_int must lie in \[0, 16\] for vocab_size=17, "
+                                       r"got min 0 and max 17 \(batch of step 3\)"):
+    losses.check_discrete_range(x, 17, step=3)
+
+
+def test_checked_refuses_an_already_jitted_function():
+  import vdm_jax
+  with pytest.raises(TypeError, match="pass the function before jax.jit"):
+    vdm_jax.checked(jax.jit(lambda x: x))
+
+
+def test_plain_jit_carries_no_checkify_effect():
+  """An effect would send every call of a training step through slow Python dispatch."""
+  x = jnp.full((2, 3), 1, jnp.int32)
+  jaxpr = jax.make_jaxpr(lambda x: _vlb(x, vocab_size=4).total)(x)
+  assert not jaxpr.effects

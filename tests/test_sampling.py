@@ -56,3 +56,33 @@ def test_bad_num_steps():
   with pytest.raises(ValueError, match="num_steps"):
     sampling.ancestral_sample(jax.random.key(0), (1, 1), gamma_fn=GAMMA,
                               eps_fn=oracle.optimal_eps, num_steps=0)
+
+
+_DECREASING = lambda t: 5.0 - 18.3 * t  # noqa: E731  (a reversed schedule)
+
+
+def test_decreasing_schedule_is_an_error_not_a_black_image():
+  """It used to give NaN latents that `decode` mapped to pixel 0 everywhere."""
+  import vdm_jax
+  gen = lambda rng: sampling.generate(rng, (2, 3), gamma_fn=_DECREASING,  # noqa: E731
+                                      eps_fn=oracle.optimal_eps, vocab_size=4, num_steps=5)
+  with pytest.raises(ValueError, match=r"gamma_fn must be increasing in t"):
+    gen(jax.random.key(0))
+  pixels = jax.jit(gen)(jax.random.key(0))
+  assert np.all(np.asarray(pixels) == -1), "plain jit must not return a valid-looking image"
+  with pytest.raises(ValueError, match=r"gamma_fn must be increasing in t"):
+    vdm_jax.checked(gen)(jax.random.key(0))
+
+
+def test_reverse_step_rejects_gamma_s_above_gamma_t():
+  z = jnp.zeros((2, 3))
+  with pytest.raises(ValueError, match=r"gamma_t must be >= gamma_s .*got min\(gamma_t - gamma_s\) = -1.0"):
+    sampling.reverse_step(jax.random.key(0), z, -1.0, 0.0, jnp.zeros_like(z))
+
+
+def test_decode_rejects_nan_latents_and_degenerate_vocab():
+  z = jnp.zeros((2, 3)).at[0, 1].set(jnp.nan)
+  with pytest.raises(ValueError, match=r"z_0 must be finite, got 1 non-finite values"):
+    sampling.decode(jax.random.key(0), z, -13.3, 4)
+  with pytest.raises(ValueError, match=r"vocab_size must be an integer >= 2, got 1\."):
+    sampling.decode(jax.random.key(0), jnp.zeros((2, 3)), -13.3, 1)

@@ -62,3 +62,35 @@ def test_bad_endpoints_raise(name):
 def test_unknown_schedule_raises():
   with pytest.raises(ValueError, match="Unknown schedule"):
     schedules.make_schedule("quadratic")
+
+
+def test_learned_net_endpoints_cannot_cross_under_a_large_learning_rate():
+  """gamma_1 = gamma_0 + softplus(width): SGD pulling the ends past each other never crosses them."""
+  module = schedules.MonotoneNetSchedule(gamma_min=-13.3, gamma_max=5.0, n_features=8)
+  params = schedules.init_schedule(module, jax.random.key(0))
+  gamma_fn = schedules.bind(module, params)
+  np.testing.assert_allclose([gamma_fn(0.0), gamma_fn(1.0)], [-13.3, 5.0], atol=1e-5)
+
+  def swapped(p):  # pulls gamma(0) towards 5 and gamma(1) towards -13.3
+    g = schedules.bind(module, p)
+    return (g(0.0) - 5.0) ** 2 + (g(1.0) + 13.3) ** 2
+
+  grad = jax.jit(jax.grad(swapped))
+  lr = 0.4  # with free endpoints one step lands them at 1.3 and -9.6: crossed
+  for _ in range(6):
+    params = jax.tree.map(lambda p, g: p - lr * g, params, grad(params))
+    g = np.asarray(schedules.bind(module, params)(jnp.linspace(0.0, 1.0, 101)))
+    assert g[-1] > g[0], (g[0], g[-1])
+    assert np.all(np.diff(g) >= 0)
+  assert g[0] > -10.0  # the pull did move the endpoints towards each other
+
+
+def test_linear_and_cosine_gamma_reject_decreasing_endpoints():
+  for fn in (schedules.linear_gamma, schedules.cosine_gamma):
+    with pytest.raises(ValueError, match=r"gamma_0 must be < gamma_1 .*got gamma_0=5.0 and gamma_1=-13.3"):
+      fn(jnp.float32(0.5), gamma_min=5.0, gamma_max=-13.3)
+
+
+def test_check_increasing_names_the_values():
+  with pytest.raises(ValueError, match=r"gamma_fn must be increasing in t .*got gamma\(0\) = 1.0 and gamma\(1\) = -1.0"):
+    schedules.check_increasing(jnp.float32(1.0), jnp.float32(-1.0))

@@ -204,3 +204,15 @@ def test_forward_dequantized_bound_needs_schedule_sde():
     likelihood.forward_dequantized_ode_bpd(
         jax.random.key(0), lambda x, t: -x, sdes.VPSDE(),
         jnp.zeros((2, 3), jnp.int32), vocab_size=4)
+
+
+def test_dequantize_rejects_pixels_outside_the_vocabulary():
+  """A pixel of -1 used to land below data_range and still get a likelihood."""
+  x = jnp.array([[0, 3], [-1, 2]], jnp.int32)
+  with pytest.raises(ValueError, match=r"x_int must lie in \[0, 3\] for vocab_size=4, got min -1 and max 3"):
+    likelihood.dequantize(jax.random.key(0), x, vocab_size=4)
+
+
+def test_bpd_offset_rejects_a_single_value_vocabulary():
+  with pytest.raises(ValueError, match=r"vocab_size must be an integer >= 2, got 1\."):
+    likelihood.bpd_offset(vocab_size=1)

@@ -1,6 +1,7 @@
 """Samplers with the exact score of a 2-D Gaussian mixture reproduce the mixture."""
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -184,3 +185,24 @@ def test_sampler_bad_inputs():
   with pytest.raises(ValueError, match="x_init"):
     samplers.ddim_sample(jax.random.key(0), f, sde, (2, 2),
                          x_init=jnp.zeros((3, 2)))
+
+
+_WIGGLY = lambda t: -13.3 + 18.3 * t + 8.0 * jnp.sin(2 * math.pi * t)  # noqa: E731
+
+
+@pytest.mark.parametrize("sampler", [
+    functools.partial(samplers.pc_sample, n_steps=8),
+    functools.partial(samplers.ddim_sample, n_steps=8),  # used to return plausible numbers
+    functools.partial(samplers.ode_sample, solver="heun", n_steps=8),
+])
+def test_samplers_reject_a_schedule_whose_noise_falls(sampler):
+  """Ordered endpoints but gamma decreasing around t = 0.5: no valid reverse process."""
+  import vdm_jax
+  sde = sdes.ScheduleVPSDE(gamma_fn=_WIGGLY)
+  run = lambda k: sampler(k, lambda x, t: -x, sde, (2, 2))[0]  # noqa: E731
+  message = r"sde \(ScheduleVPSDE\) must have an SNR a_t\^2/s_t\^2 that decreases in t"
+  with pytest.raises(ValueError, match=message):
+    run(jax.random.key(0))
+  assert np.all(np.isnan(jax.jit(run)(jax.random.key(0))))
+  with pytest.raises(ValueError, match="must have an SNR|gamma_fn must be increasing"):
+    vdm_jax.checked(run)(jax.random.key(0))

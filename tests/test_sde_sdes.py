@@ -220,3 +220,17 @@ def test_bad_inputs_raise_by_name():
   rev = sde.reverse(lambda x, t: x[:, :1])
   with pytest.raises(ValueError, match="score_fn must return"):
     rev.drift_diffusion(x, jnp.array([.1, .2, .3]))
+
+
+def test_schedule_vp_sde_rejects_a_decreasing_gamma_fn():
+  """beta(t) = sigma^2 gamma'(t) < 0 used to give NaN diffusion with no error."""
+  with pytest.raises(ValueError, match=r"ScheduleVPSDE: gamma_fn must be increasing in t .*"
+                                       r"got gamma\(0\) = 5.0 and gamma\(1\) = -13\.[23]"):
+    sdes.ScheduleVPSDE(gamma_fn=lambda t: 5.0 - 18.3 * t)
+
+
+def test_schedule_vp_sde_beta_rejects_a_locally_decreasing_gamma_fn():
+  sde = sdes.ScheduleVPSDE(gamma_fn=lambda t: -13.3 + 18.3 * t + 8.0 * jnp.sin(2 * math.pi * t))
+  with pytest.raises(ValueError, match=r"gamma_fn must be increasing in t \(beta\(t\) = sigma_t\^2 "
+                                       r"gamma'\(t\) >= 0\), got a minimum gamma'\(t\) of -31.9"):
+    sde.beta(jnp.array([0.1, 0.5], jnp.float32))

@@ -7,9 +7,15 @@ sampling, the VDM model and its variance-minimising objective). Subpackages
 `vdm_jax.compression`, `vdm_jax.training`,
 `vdm_jax.flows`, `vdm_jax.caflow`, `vdm_jax.metrics`, `vdm_jax.studies`) are
 imported explicitly. Importing `vdm_jax` pulls in no absl flags, tfds or orbax.
+
+`checked(fn)` compiles `fn` with the library's value checks raising, and
+`checkified(fn)` gives the `(err, out)` form for a jitted or pmapped training
+step: out-of-range data and decreasing schedules are errors under `jit` too.
 """
 
 from vdm_jax import losses
+from vdm_jax._checks import checked
+from vdm_jax._checks import checkified
 from vdm_jax import parameterizations
 from vdm_jax import sampling
 from vdm_jax import schedules
@@ -20,6 +26,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VDM",
+    "checked",
+    "checkified",
     "losses",
     "parameterizations",
     "sampling",

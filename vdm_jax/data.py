@@ -2,15 +2,20 @@
 
 Arrays returned by the loaders are integer images ``[N, H, W, C]`` with values
 in ``{0, ..., vocab_size - 1}`` plus int labels; the VDM encodes them to
-[-1, 1] at bin centres itself (`vdm_jax.losses.encode_discrete`).
+[-1, 1] at bin centres itself (`vdm_jax.losses.encode_discrete`). A source made
+by `make_source` knows its configured `vocab_size`, and `train_batches` /
+`eval_batches` check every batch against it on the host (numpy min/max, a few
+microseconds for a digits batch), raising an error that names the batch's step
+rather than letting an out-of-range pixel reach the loss.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import numpy as np
+
+from vdm_jax import _checks
 
 DIGITS_VOCAB_SIZE = 17  # grey levels 0..16 in scikit-learn's digits.
 DIGITS_TEST_SIZE = 297  # 1,797 images: 1,500 train / 297 test.
@@ -47,7 +52,9 @@ def digits_arrays(split: str = "train", *, split_seed: int = 0):
 class _TfdsSource:
   """Random access to a prepared tfds dataset (array_record), images and labels."""
 
-  def __init__(self, name: str, split: str, data_dir: str | None):
+  def __init__(self, name: str, split: str, data_dir: str | None,
+               vocab_size: int | None = None):
+    self.vocab_size = vocab_size
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
@@ -111,8 +118,9 @@ def resize_images(images, size: int, *, grayscale: bool = False):
 class _ArraySource:
   """Random access to in-memory arrays."""
 
-  def __init__(self, images, labels):
+  def __init__(self, images, labels, vocab_size: int | None = None):
     self._images, self._labels = images, labels
+    self.vocab_size = vocab_size
 
   def __len__(self):
     return len(self._images)
@@ -123,11 +131,14 @@ class _ArraySource:
 
 def make_source(config, split: str):
   """The dataset named by `config.data` (`name` = 'digits' or 'tfds')."""
+  vocab_size = config.data.get("vocab_size")
   if config.data.name == "digits":
-    return _ArraySource(*digits_arrays(split, split_seed=config.data.split_seed))
+    return _ArraySource(*digits_arrays(split, split_seed=config.data.split_seed),
+                        vocab_size=vocab_size)
   if config.data.name == "tfds":
     tfds_split = config.data.train_split if split == "train" else config.data.test_split
-    return _TfdsSource(config.data.tfds_name, tfds_split, config.data.data_dir or None)
+    return _TfdsSource(config.data.tfds_name, tfds_split, config.data.data_dir or None,
+                       vocab_size=vocab_size)
   raise ValueError(
       f"config.data.name must be 'digits' or 'tfds', got {config.data.name!r}.")
 
@@ -165,14 +176,20 @@ def train_batches(source, *, global_batch: int, start_step: int, seed: int,
   """Yields this host's part of each global batch, shaped [devices, per_device, ...].
 
   Host p reads rows [p B/P, (p+1) B/P) of the global batch, so the P hosts
-  together see exactly the single-host batch.
+  together see exactly the single-host batch. If the source has a
+  `vocab_size` (sources from `make_source` do), every batch's pixels are
+  checked to lie in [0, vocab_size - 1]; a ValueError names the step.
   """
   check_divisible(global_batch, process_count * local_devices)
   per_host = global_batch // process_count
+  vocab_size = getattr(source, "vocab_size", None)
   step = start_step
   while True:
     idx = batch_indices(step, global_batch, len(source), seed)
     images, labels = source.get(idx[process_index * per_host:(process_index + 1) * per_host])
+    if vocab_size is not None:
+      _checks.check_int_range(images, vocab_size, "training images",
+                              f"in the batch of step {step}")
     yield {"image": images.reshape(local_devices, -1, *images.shape[1:]),
            "label": labels.reshape(local_devices, -1)}
     step += 1
@@ -190,6 +207,9 @@ def eval_batches(source, *, global_batch: int, process_index: int = 0,
     idx = np.where(mask, idx, 0)[process_index * per_host:(process_index + 1) * per_host]
     mask = mask[process_index * per_host:(process_index + 1) * per_host]
     images, labels = source.get(idx)
+    if getattr(source, "vocab_size", None) is not None:
+      _checks.check_int_range(images, source.vocab_size, "evaluation images",
+                              f"in the batch starting at example {start}")
     yield {"image": images.reshape(local_devices, -1, *images.shape[1:]),
            "label": labels.reshape(local_devices, -1),
            "mask": mask.reshape(local_devices, -1)}

@@ -19,6 +19,16 @@ with the diffusion loss in eps form (VDM eq. 13 and 17)
 
 Every function returns **per-example values** (shape `[B]`, in nats unless the
 name says bpd): reductions, weighting and `pmean` belong to the caller.
+
+Bad input is an error, never a number. Static arguments (`vocab_size` >= 2,
+`num_steps` >= 0, `num_dims` >= 1) raise `ValueError` at trace time. Checks on
+values -- integer data in [0, V - 1] and a schedule that increases with t (a
+decreasing gamma makes the diffusion loss negative) -- raise `ValueError` when
+the values are concrete; under a plain `jit` the affected outputs become NaN,
+never a plausible number, and `vdm_jax.checked(fn)` (or a training step
+wrapped by `vdm_jax.checkified`) raises a `checkify` error with the same
+message (see `vdm_jax._checks`). Training pipelines check
+each batch on the host with `check_discrete_range`.
 Bits per dimension are nats / (D ln 2) with D = H W C; no dequantisation offset is
 added because the VDM is a discrete model of {0..V-1}^D.
 
@@ -49,29 +59,40 @@ EpsFn = Callable[[jax.Array, jax.Array], jax.Array]  # (z [B, ...], gamma [B]) -
 def encode_discrete(x_int, vocab_size: int):
   """Integer data in {0..V-1} to bin centres in [-1, 1]: f = 2(x + 1/2)/V - 1.
 
-  Raises TypeError for non-integer input; the value range cannot be checked
-  under `jit`, so callers that take user data check it on the host
-  (`check_discrete_range`).
+  Raises:
+    TypeError: non-integer input.
+    ValueError: vocab_size < 2; concrete values outside [0, V - 1]. Under
+      `jit` the range is a `checkify` check and out-of-range data give NaN
+      (module docstring), so a negative pixel can no longer wrap to bin V - 1.
   """
+  vocab_size = _checks.check_vocab_size(vocab_size)
   if not jnp.issubdtype(jnp.asarray(x_int).dtype, jnp.integer):
     raise TypeError(
         f"encode_discrete expects integer data in [0, {vocab_size - 1}], got "
         f"dtype {jnp.asarray(x_int).dtype}. Pass the raw integer pixels, not "
         "images already scaled to floats.")
-  return 2.0 * (x_int.astype(jnp.float32) + 0.5) / vocab_size - 1.0
+  x_int = jnp.asarray(x_int)
+  f = 2.0 * (x_int.astype(jnp.float32) + 0.5) / vocab_size - 1.0
+  return _checks.poison(_checks.int_range_ok(x_int, vocab_size, "x_int"), f)
 
 
-def check_discrete_range(x_int, vocab_size: int) -> None:
-  """Host-side check that concrete integer data lie in [0, vocab_size - 1]."""
-  lo, hi = int(jnp.min(x_int)), int(jnp.max(x_int))
-  if lo < 0 or hi >= vocab_size:
-    raise ValueError(
-        f"Data values must lie in [0, {vocab_size - 1}] for vocab_size="
-        f"{vocab_size}, got min {lo} and max {hi}.")
+def check_discrete_range(x_int, vocab_size: int, *, name: str = "x_int",
+                         step: int | None = None) -> None:
+  """Host-side check that concrete integer data lie in [0, vocab_size - 1].
+
+  Numpy min/max only, cheap enough for every training batch; `step` (the
+  training step the batch belongs to) is named in the message.
+
+  Raises:
+    ValueError: a value outside [0, V - 1], or vocab_size < 2.
+  """
+  _checks.check_int_range(x_int, vocab_size, name,
+                          "" if step is None else f"(batch of step {step})")
 
 
 def bin_centres(vocab_size: int):
   """The V bin centres c_k = (2k + 1)/V - 1 of `encode_discrete`."""
+  vocab_size = _checks.check_vocab_size(vocab_size)
   return (2.0 * jnp.arange(vocab_size, dtype=jnp.float32) + 1.0) / vocab_size - 1.0
 
 
@@ -95,6 +116,7 @@ def decoder_logits(z0_rescaled, gamma_0, vocab_size: int):
   Returns:
     `[B, ..., V]` logits.
   """
+  vocab_size = _checks.check_vocab_size(vocab_size)
   g0 = _checks.broadcast_to_data(gamma_0, z0_rescaled)[..., None]
   diff = z0_rescaled[..., None] - bin_centres(vocab_size)
   return -0.5 * jnp.square(diff) * jnp.exp(-g0)
@@ -125,9 +147,20 @@ def prior_kl(f, gamma_1):
 
 
 def diffusion_loss_continuous(eps, eps_hat, dgamma_dt):
-  """L_inf per example: 1/2 gamma'(t) ||eps - eps_hat||^2 (VDM eq. 17); `[B]` nats."""
+  """L_inf per example: 1/2 gamma'(t) ||eps - eps_hat||^2 (VDM eq. 17); `[B]` nats.
+
+  Raises ValueError (a `checkify` check and NaN under `jit`) if gamma'(t) < 0:
+  a decreasing schedule would make the loss negative.
+  """
   _checks.check_same_shape(eps, eps_hat, "eps", "eps_hat")
-  return 0.5 * dgamma_dt * _checks.sum_except_batch(jnp.square(eps - eps_hat))
+  dgamma_dt = jnp.asarray(dgamma_dt)
+  ok = _checks.check_values(
+      jnp.all(dgamma_dt >= 0),
+      "dgamma_dt must be >= 0 (gamma_fn increasing in t; a decreasing schedule "
+      "makes the diffusion loss negative), got a minimum of {lo}.",
+      lo=jnp.min(dgamma_dt))
+  return _checks.poison(
+      ok, 0.5 * dgamma_dt * _checks.sum_except_batch(jnp.square(eps - eps_hat)))
 
 
 def diffusion_loss_continuous_snr(x, x_hat, dsnr_dt):
@@ -138,21 +171,39 @@ def diffusion_loss_continuous_snr(x, x_hat, dsnr_dt):
   worse near t = 0 (SNR ~ 6e5), which is why training uses the eps form.
   """
   _checks.check_same_shape(x, x_hat, "x", "x_hat")
-  return -0.5 * dsnr_dt * _checks.sum_except_batch(jnp.square(x - x_hat))
+  dsnr_dt = jnp.asarray(dsnr_dt)
+  ok = _checks.check_values(
+      jnp.all(dsnr_dt <= 0),
+      "dsnr_dt must be <= 0 (SNR decreasing in t; an increasing SNR makes the "
+      "diffusion loss negative), got a maximum of {hi}.", hi=jnp.max(dsnr_dt))
+  return _checks.poison(
+      ok, -0.5 * dsnr_dt * _checks.sum_except_batch(jnp.square(x - x_hat)))
 
 
 def diffusion_loss_discrete(eps, eps_hat, gamma_t, gamma_s, num_steps: int):
   """L_T per example: T/2 expm1(gamma_t - gamma_s) ||eps - eps_hat||^2 (VDM eq. 13); `[B]`.
 
   expm1 rather than exp - 1: at T = 1e5 the latter biases the bound by 2e-4.
+
+  Raises ValueError for num_steps < 1, and (a `checkify` check and NaN under
+  `jit`) for gamma_t < gamma_s, which would make the loss negative.
   """
+  num_steps = _checks.check_int(num_steps, "num_steps", minimum=1)
   _checks.check_same_shape(eps, eps_hat, "eps", "eps_hat")
-  weight = 0.5 * num_steps * jnp.expm1(gamma_t - gamma_s)
-  return weight * _checks.sum_except_batch(jnp.square(eps - eps_hat))
+  gap = jnp.asarray(gamma_t - gamma_s)
+  ok = _checks.check_values(
+      jnp.all(gap >= 0),
+      "gamma_t must be >= gamma_s for s = t - 1/T (gamma_fn increasing in t; "
+      "a decreasing schedule makes the diffusion loss negative), got "
+      "min(gamma_t - gamma_s) = {gap}.", gap=jnp.min(gap))
+  weight = 0.5 * num_steps * jnp.expm1(gap)
+  return _checks.poison(
+      ok, weight * _checks.sum_except_batch(jnp.square(eps - eps_hat)))
 
 
 def nats_to_bpd(nats, num_dims: int):
-  """Bits per dimension: nats / (D ln 2)."""
+  """Bits per dimension: nats / (D ln 2); ValueError unless num_dims >= 1."""
+  num_dims = _checks.check_int(num_dims, "num_dims", minimum=1)
   return nats / (num_dims * math.log(2.0))
 
 
@@ -170,6 +221,8 @@ def sample_times(rng, batch_size: int, *, antithetic: bool = True,
   `jnp.arange(B) / B` is used instead of `arange(0, 1, 1/B)`, which returns B+1
   elements for some B (49, 98, 103, ...).
   """
+  batch_size = _checks.check_int(batch_size, "batch_size", minimum=1)
+  num_steps = _checks.check_int(num_steps, "num_steps", minimum=0)
   if antithetic:
     u0 = jax.random.uniform(rng, ())
     t = jnp.mod(u0 + jnp.arange(batch_size, dtype=jnp.float32) / batch_size, 1.0)
@@ -210,6 +263,7 @@ def diffusion_loss(rng, f, *, gamma_fn: schedules.GammaFn, eps_fn: EpsFn,
   Returns:
     `[B]` nats.
   """
+  num_steps = _checks.check_int(num_steps, "num_steps", minimum=0)
   _checks.check_floating(f, "f")
   t_rng, eps_rng = jax.random.split(rng)
   if t is None:
@@ -226,6 +280,7 @@ def schedule_values(gamma_fn: schedules.GammaFn, t, num_steps: int):
   (gamma_t, gamma'_t) in continuous time (num_steps = 0), (gamma_t, gamma_s)
   with s = t - 1/T in discrete time.
   """
+  num_steps = _checks.check_int(num_steps, "num_steps", minimum=0)
   if num_steps:
     return gamma_fn(t), gamma_fn(t - 1.0 / num_steps)
   return schedules.gamma_and_derivative(gamma_fn, t)
@@ -233,6 +288,7 @@ def schedule_values(gamma_fn: schedules.GammaFn, t, num_steps: int):
 
 def diffusion_loss_at(f, eps, schedule_vals, *, eps_fn: EpsFn, num_steps: int = 0):
   """The diffusion loss for given noise and `schedule_values`; `[B]` nats."""
+  num_steps = _checks.check_int(num_steps, "num_steps", minimum=0)
   gamma_t, other = schedule_vals
   z_t = _diffuse(f, eps, gamma_t)
   eps_hat = eps_fn(z_t, gamma_t)
@@ -262,7 +318,14 @@ def vlb_terms(rng, x_int, *, gamma_fn: schedules.GammaFn, eps_fn: EpsFn,
 
   Returns:
     `VLBTerms` of `[B]` nats; `nats_to_bpd(terms.total, D)` gives bits/dim.
+
+  Raises:
+    ValueError: num_steps < 0 or vocab_size < 2 (at trace time); x_int outside
+      [0, V - 1] or gamma_fn decreasing (concrete values; under `jit` these are
+      `checkify` checks and the terms are NaN, see the module docstring).
   """
+  num_steps = _checks.check_int(num_steps, "num_steps", minimum=0)
+  vocab_size = _checks.check_vocab_size(vocab_size)
   _checks.check_min_rank(x_int, 2, "x_int [B, ...]")
   f = encode_discrete(x_int, vocab_size)
   diff_rng, recon_rng = jax.random.split(rng)
@@ -276,11 +339,16 @@ def vlb_terms(rng, x_int, *, gamma_fn: schedules.GammaFn, eps_fn: EpsFn,
 
 
 def endpoint_terms(x_int, eps_0, *, gamma_fn: schedules.GammaFn, vocab_size: int):
-  """(prior KL, reconstruction loss), the terms that depend on gamma(0), gamma(1) only."""
+  """(prior KL, reconstruction loss), the terms that depend on gamma(0), gamma(1) only.
+
+  Both are NaN under `jit` (ValueError when concrete) unless gamma(0) < gamma(1).
+  """
   f = encode_discrete(x_int, vocab_size)
   gamma_0 = gamma_fn(jnp.zeros((), jnp.float32))
   gamma_1 = gamma_fn(jnp.ones((), jnp.float32))
-  return prior_kl(f, gamma_1), reconstruction_loss(x_int, eps_0, gamma_0, vocab_size)
+  ok = schedules.check_increasing(gamma_0, gamma_1)
+  return _checks.poison(ok, prior_kl(f, gamma_1),
+                        reconstruction_loss(x_int, eps_0, gamma_0, vocab_size))
 
 
 # ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vdm_jax import _checks
 from vdm_jax import losses
 from vdm_jax import schedules
 
@@ -50,11 +51,8 @@ class VDM:
 
   def __post_init__(self):
     schedules.check_endpoints(self.gamma_min, self.gamma_max, "VDM")
-    if self.vocab_size < 2:
-      raise ValueError(f"VDM: vocab_size must be >= 2, got {self.vocab_size}.")
-    if self.num_steps < 0:
-      raise ValueError(f"VDM: num_steps must be >= 0 (0 = continuous), got "
-                       f"{self.num_steps}.")
+    _checks.check_vocab_size(self.vocab_size, "VDM: vocab_size")
+    _checks.check_int(self.num_steps, "VDM: num_steps (0 = continuous)", minimum=0)
 
   def init(self, rng, x_int, label=None) -> dict[str, Any]:
     """Initialises {'schedule', 'network'} parameters for data shaped like `x_int`."""

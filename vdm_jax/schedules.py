@@ -39,6 +39,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vdm_jax import _checks
+
 GammaFn = Callable[[jax.Array], jax.Array]
 
 GAMMA_MIN = -13.3
@@ -100,12 +102,35 @@ def check_endpoints(gamma_min: float, gamma_max: float, name: str = "schedule"):
         f"gamma_0={gamma_min} and gamma_1={gamma_max}.")
 
 
+def check_increasing(gamma_0, gamma_1, name: str = "gamma_fn"):
+  """Value check that a schedule increases: gamma(0) < gamma(1).
+
+  Works on concrete values (ValueError at once) and under `jit` (a `checkify`
+  check; pass the returned boolean to `vdm_jax._checks.poison`). A decreasing
+  gamma makes the diffusion loss negative and the sampler's variance NaN.
+
+  Returns:
+    scalar bool array, True when the check passes.
+  """
+  gamma_0, gamma_1 = jnp.asarray(gamma_0), jnp.asarray(gamma_1)
+  return _checks.check_values(
+      jnp.all(gamma_0 < gamma_1),
+      f"{name} must be increasing in t (gamma(0) < gamma(1), SNR decreasing), "
+      "got gamma(0) = {g0} and gamma(1) = {g1}.", g0=gamma_0, g1=gamma_1)
+
+
 # ----------------------------------------------------------------------------
 # Functions of t.
 # ----------------------------------------------------------------------------
 def linear_gamma(t, *, gamma_min: float = GAMMA_MIN,
                  gamma_max: float = GAMMA_MAX):
-  """The fixed log-SNR-linear schedule gamma(t) = gamma_min + (gamma_max - gamma_min) t."""
+  """The fixed log-SNR-linear schedule gamma(t) = gamma_min + (gamma_max - gamma_min) t.
+
+  Raises ValueError unless gamma_min < gamma_max (checked when both are
+  concrete; traced endpoints, e.g. learned ones, are the caller's to order).
+  """
+  if all(_checks.is_concrete(g) and jnp.ndim(g) == 0 for g in (gamma_min, gamma_max)):
+    check_endpoints(float(gamma_min), float(gamma_max), "linear_gamma")
   return gamma_min + (gamma_max - gamma_min) * t
 
 
@@ -125,7 +150,9 @@ def cosine_gamma(t, *, gamma_min: float = GAMMA_MIN,
 
   so gamma(0) = gamma_min and gamma(1) = gamma_max exactly, and alpha_t =
   cos(pi u / 2) in between (Nichol & Dhariwal, https://arxiv.org/abs/2102.09672).
+  Raises ValueError unless gamma_min < gamma_max.
   """
+  check_endpoints(gamma_min, gamma_max, "cosine_gamma")
   u0, u1 = _gamma_to_cosine_u(gamma_min), _gamma_to_cosine_u(gamma_max)
   angle = 0.5 * math.pi * (u0 + (u1 - u0) * t)
   return 2.0 * (jnp.log(jnp.sin(angle)) - jnp.log(jnp.cos(angle)))
@@ -215,13 +242,19 @@ class _MonotoneShape(nn.Module):
     return h + jnp.mean(feats * w3, axis=-1)
 
 
+def _inverse_softplus(y: float) -> float:
+  """x with softplus(x) = y > 0, i.e. log(expm1(y)), written not to overflow."""
+  return y + math.log(-math.expm1(-y))
+
+
 class MonotoneNetSchedule(_Schedule):
   """The learned monotone schedule of VDM (App. H) with exactly learnable endpoints.
 
   .. math::
 
     \\gamma(t) = \\gamma_0 + (\\gamma_1 - \\gamma_0)
-      \\frac{\\tilde\\gamma(t) - \\tilde\\gamma(0)}{\\tilde\\gamma(1) - \\tilde\\gamma(0)}
+      \\frac{\\tilde\\gamma(t) - \\tilde\\gamma(0)}{\\tilde\\gamma(1) - \\tilde\\gamma(0)},
+    \\qquad \\gamma_1 = \\gamma_0 + \\mathrm{softplus}(w)
 
   with gamma~ a 3-layer network with positive weights (`_MonotoneShape`). The
   normalisation follows the paper, not the official code (which omits it, see
@@ -230,7 +263,13 @@ class MonotoneNetSchedule(_Schedule):
   makes the variance-minimising rule well defined: with the endpoints fixed,
   E[L] does not depend on the shape (VDM Sec. 5.1).
 
-  Parameters: ``gamma_0``, ``gamma_1`` (endpoints) and ``shape`` (the net).
+  The endpoints are ordered by construction, gamma_1 - gamma_0 =
+  softplus(w) > 0, like the |w| of `LearnedLinearSchedule` and the official
+  code's positive kernels: no learning rate can make them cross, which would
+  turn the diffusion loss negative. w starts at softplus^{-1}(gamma_max -
+  gamma_min), so the initial endpoints are exactly gamma_min and gamma_max.
+
+  Parameters: ``gamma_0`` and ``width`` w (endpoints) and ``shape`` (the net).
   """
   n_features: int = 1024
   init_scale: float = 1.0
@@ -239,11 +278,12 @@ class MonotoneNetSchedule(_Schedule):
   def __call__(self, t):
     t = jnp.asarray(t, jnp.float32)
     g0 = self.param("gamma_0", nn.initializers.constant(self.gamma_min), ())
-    g1 = self.param("gamma_1", nn.initializers.constant(self.gamma_max), ())
+    w = self.param("width", nn.initializers.constant(
+        _inverse_softplus(self.gamma_max - self.gamma_min)), ())
     shape = _MonotoneShape(self.n_features, self.init_scale, name="shape")
     ends = shape(jnp.array([0.0, 1.0], jnp.float32))
     frac = (shape(t) - ends[0]) / (ends[1] - ends[0])
-    return g0 + (g1 - g0) * frac
+    return g0 + jax.nn.softplus(w) * frac
 
 
 SCHEDULES = {

@@ -50,6 +50,7 @@ import constriction
 import jax
 import numpy as np
 
+from vdm_jax import _checks
 from vdm_jax.compression.chain import Chain
 from vdm_jax.compression.chain import decoder_probs
 from vdm_jax.compression.chain import encode_pixels
@@ -264,14 +265,13 @@ def make_eps_caller(eps_fn: Callable, chain: Chain, image_shape) -> Callable:
 
 
 def _check_images(images, vocab_size):
+  _checks.check_vocab_size(vocab_size)
   images = np.asarray(images)
   if images.ndim < 2:
     raise ValueError(f"images must be [N, ...] with N >= 1, got shape {images.shape}.")
   if not np.issubdtype(images.dtype, np.integer):
     raise TypeError(f"images must be integers in [0, vocab_size), got dtype {images.dtype}.")
-  if images.size and (images.min() < 0 or images.max() >= vocab_size):
-    raise ValueError(f"images must lie in [0, {vocab_size - 1}] for vocab_size={vocab_size}, "
-                     f"got range [{images.min()}, {images.max()}].")
+  _checks.check_int_range(images, vocab_size, "images")
   return images
 
 
@@ -349,6 +349,7 @@ def decode_stream(payload, num_prefix: int, *, num_images: int, image_shape,
   stock = initial_words(num_initial_words(dim))
   if not 0 <= num_prefix <= stock.size:
     raise ValueError(f"num_prefix must be in [0, {stock.size}], got {num_prefix}.")
+  _checks.check_vocab_size(vocab_size)
   coder = constriction.stream.stack.AnsCoder(
       np.concatenate([stock[:num_prefix], np.asarray(payload, np.uint32)]))
   win = _windows(chain, window)

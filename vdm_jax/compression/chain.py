@@ -20,6 +20,8 @@ from typing import Callable, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from vdm_jax import _checks
+
 
 def _softplus(x):
   return np.logaddexp(0.0, x)
@@ -160,7 +162,11 @@ def make_chain(gamma_fn: Callable, *, num_steps: int, latent_precision: int) -> 
 
 
 def encode_pixels(x_int: np.ndarray, vocab_size: int) -> np.ndarray:
-  r"""Integer pixels to the VDM data space, :math:`f = 2(x + 1/2)/V - 1` (float64)."""
+  r"""Integer pixels to the VDM data space, :math:`f = 2(x + 1/2)/V - 1` (float64).
+
+  Raises ValueError for vocab_size < 2 or pixels outside [0, V - 1].
+  """
+  _checks.check_int_range(x_int, vocab_size, "x_int")
   return 2.0 * (x_int.astype(np.float64) + 0.5) / vocab_size - 1.0
 
 
@@ -180,6 +186,7 @@ def decoder_probs(z0: np.ndarray, chain: Chain, vocab_size: int) -> np.ndarray:
   Returns:
     [D, V] float64 probabilities (rows sum to one).
   """
+  vocab_size = _checks.check_vocab_size(vocab_size)
   centres = (2.0 * np.arange(vocab_size) + 1.0) / vocab_size - 1.0
   zt = z0 / chain.alpha[0]
   logits = -0.5 * (zt[:, None] - centres[None, :]) ** 2 * np.exp(-chain.gamma[0])

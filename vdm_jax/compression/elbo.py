@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from vdm_jax import _checks
+from vdm_jax import losses
 
 
 class NelboTerms(NamedTuple):
@@ -59,6 +60,11 @@ def discrete_time_nelbo(rng, x_int, *, eps_fn: Callable, gamma_fn: Callable, voc
   Returns:
     :class:`NelboTerms` with fields of shape [B], in nats.
 
+  Raises:
+    ValueError: num_steps < 1 or vocab_size < 2; x_int outside [0, V - 1] or a
+      gamma_fn that decreases on the grid (concrete values; under `jit` these
+      are `checkify` checks and the terms are NaN, see `vdm_jax.checked`).
+
   References:
     Kingma, Salimans, Poole, Ho, Variational Diffusion Models,
     https://arxiv.org/abs/2107.00630, 2021 (eq. 11-14).
@@ -69,9 +75,17 @@ def discrete_time_nelbo(rng, x_int, *, eps_fn: Callable, gamma_fn: Callable, voc
     raise TypeError(f"x_int must be integer pixels, got dtype {jnp.asarray(x_int).dtype}.")
   _checks.check_min_rank(x_int, 2, "x_int [B, ...]")
   b = x_int.shape[0]
-  f = 2.0 * (x_int.astype(jnp.float32) + 0.5) / vocab_size - 1.0
+  # Checks vocab_size >= 2 and the range of x_int (a negative pixel would wrap
+  # around in take_along_axis below).
+  f = losses.encode_discrete(x_int, vocab_size)
   t_grid = jnp.arange(num_steps + 1, dtype=jnp.float32) / num_steps
   g = jnp.asarray(gamma_fn(t_grid), jnp.float32)
+  steps = jnp.diff(g)
+  increasing = _checks.check_values(
+      jnp.all(steps >= 0),
+      "gamma_fn must be increasing in t on the grid t_i = i/T (a decreasing "
+      "schedule makes the diffusion term negative), got min(gamma_i - gamma_{{i-1}}) "
+      "= {gap}.", gap=jnp.min(steps))
   g0, g1 = g[0], g[-1]
   rng_0, rng_diff = jax.random.split(rng)
 
@@ -106,9 +120,10 @@ def discrete_time_nelbo(rng, x_int, *, eps_fn: Callable, gamma_fn: Callable, voc
     rng_i, rng_e = jax.random.split(rng_diff)
     i = jax.random.randint(rng_i, (b,), 1, num_steps + 1)
     diffusion = num_steps * term(i, rng_e)
-  return NelboTerms(recon=recon, prior=prior, diffusion=diffusion)
+  return NelboTerms(*_checks.poison(increasing, recon, prior, diffusion))
 
 
 def nats_to_bpd(nats, dim: int):
-  """Nats per example to bits per dimension: nats / (D ln 2)."""
+  """Nats per example to bits per dimension: nats / (D ln 2); ValueError unless dim >= 1."""
+  dim = _checks.check_int(dim, "dim", minimum=1)
   return nats / (dim * jnp.log(2.0))

@@ -50,7 +50,12 @@ def from_unit_interval(x):
 
 
 def digits_to_images(images_uint8):
-  """Bundled 8x8 digits (uint8 values 0..16, `vdm_jax.data.digits_arrays`) -> [-1, 1]."""
+  """Bundled 8x8 digits (uint8 values 0..16, `vdm_jax.data.digits_arrays`) -> [-1, 1].
+
+  Raises ValueError for values outside 0..16 (8-bit images would land far
+  outside [-1, 1]); rescale other data with `from_unit_interval`.
+  """
+  _checks.check_int_range(images_uint8, 17, "images_uint8 (digits grey levels)")
   return np.asarray(images_uint8, np.float32) / 8.0 - 1.0
 
 

@@ -204,6 +204,10 @@ def dequantize(rng, x_int, *, vocab_size: int, data_range=(-1.0, 1.0),
 
   Returns:
     `(z [B, ...] float32, log_q [B])`.
+
+  Raises:
+    ValueError: vocab_size < 2; x_int outside [0, V - 1] (concrete values;
+      under `jit` a `checkify` check, and z is NaN, see `vdm_jax.checked`).
   """
   _checks.check_min_rank(x_int, 1, "x_int")
   if not jnp.issubdtype(jnp.asarray(x_int).dtype, jnp.integer):
@@ -213,16 +217,19 @@ def dequantize(rng, x_int, *, vocab_size: int, data_range=(-1.0, 1.0),
   if not lo < hi:
     raise ValueError(f"data_range must be (lo, hi) with lo < hi, got "
                      f"{data_range}.")
-  if vocab_size < 2:
-    raise ValueError(f"vocab_size must be >= 2, got {vocab_size}.")
+  vocab_size = _checks.check_vocab_size(vocab_size)
+  x_int = jnp.asarray(x_int)
+  # Out-of-range data would silently fall outside data_range and still get a bpd.
+  ok = _checks.int_range_ok(x_int, vocab_size, "x_int")
   dequantizer = uniform_dequantizer if dequantizer is None else dequantizer
   u, log_q = dequantizer(rng, x_int)
   y = (x_int.astype(jnp.float32) + u) / vocab_size
-  return lo + (hi - lo) * y, log_q
+  return _checks.poison(ok, lo + (hi - lo) * y, log_q)
 
 
 def bpd_offset(*, vocab_size: int, data_range=(-1.0, 1.0)) -> float:
   """Bits/dim added to -log2 p_Z(z)/D: log2 V - log2(hi - lo) (7 for 256, [-1, 1])."""
+  vocab_size = _checks.check_vocab_size(vocab_size)
   lo, hi = data_range
   return math.log2(vocab_size) - math.log2(hi - lo)
 

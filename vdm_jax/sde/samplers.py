@@ -13,6 +13,11 @@ iteration applies the corrector at t_i, then the predictor from t_i to
 t_{i+1} (score_sde's order). With ``denoise=True`` the last step returns its
 noise-free mean (score_sde's `denoise`), so no noise of size G_N is left.
 
+Every sampler first checks that the SDE's SNR a_t^2 / s_t^2 decreases in t on
+its time grid (a decreasing VDM schedule has no reverse process): ValueError
+when the SDE is concrete; under `jit` a `checkify` check with NaN samples,
+raised by `vdm_jax.checked`.
+
 .. math::
 
   \\text{EM:}\\; x \\leftarrow x - [f - g^2 s]\\Delta t + g\\sqrt{\\Delta t}\\,\\xi;
@@ -69,6 +74,25 @@ def _check_common(score_fn, sde, shape, t_end, n_steps=None):
   if n_steps is not None and (int(n_steps) != n_steps or n_steps < 1):
     raise ValueError(f"n_steps must be a positive integer, got {n_steps}.")
   return shape, t_end
+
+
+def _check_snr_decreasing(sde, t_end, n_steps):
+  """Value check that SNR(t) = a_t^2 / s_t^2 does not rise with t on the time grid.
+
+  A schedule whose noise level falls somewhere (e.g. a `ScheduleVPSDE` whose
+  gamma decreases) has no valid reverse process: stochastic samplers would get
+  NaN standard deviations and DDIM silently clips them to 0. Raises ValueError
+  when the SDE's coefficients are concrete; under `jit` a `checkify` check.
+  """
+  t = jnp.linspace(t_end, sde.T, n_steps + 1, dtype=jnp.float32)
+  a, s = sde.marginal_coeffs(t)
+  # SNR(t_i) >= SNR(t_{i+1})  <=>  a_i s_{i+1} >= a_{i+1} s_i  (a, s > 0).
+  rise = a[1:] * s[:-1] - a[:-1] * s[1:]
+  return _checks.check_values(
+      jnp.all(rise <= 0),
+      f"sde ({type(sde).__name__}) must have an SNR a_t^2/s_t^2 that decreases "
+      "in t (e.g. an increasing gamma_fn), got a rise after t = {t}.",
+      t=t[jnp.argmax(rise)])
 
 
 def _bcast(v, x):
@@ -145,6 +169,7 @@ def pc_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
   if not snr > 0:
     raise ValueError(f"snr must be > 0, got {snr}.")
   n_corr = int(n_corrector_steps) if corrector == "langevin" else 0
+  ok = _check_snr_decreasing(sde, t_end, n_steps)
   rev = sde.reverse(score_fn)
   init_rng, loop_rng = jax.random.split(rng)
   x = _initial(init_rng, sde, shape, x_init)
@@ -183,7 +208,7 @@ def pc_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
   x, mean = jax.lax.fori_loop(0, n_steps, body, (x, x))
   n_pred = 0 if predictor == "none" else 1
   n_evals = jnp.asarray(n_steps * (n_pred + n_corr), jnp.int32)
-  return (mean if denoise else x), n_evals
+  return _checks.poison(ok, mean if denoise else x), n_evals
 
 
 def ddim_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
@@ -221,6 +246,7 @@ def ddim_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
   shape, t_end = _check_common(score_fn, sde, shape, t_end, n_steps)
   if not 0.0 <= eta <= 1.0:
     raise ValueError(f"eta must lie in [0, 1], got {eta}.")
+  ok = _check_snr_decreasing(sde, t_end, n_steps)
   init_rng, loop_rng = jax.random.split(rng)
   x = _initial(init_rng, sde, shape, x_init)
   b = shape[0]
@@ -244,7 +270,7 @@ def ddim_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
             _bcast(noise_scale, x) * xi)
 
   x = jax.lax.fori_loop(0, n_steps, body, x)
-  return x, jnp.asarray(n_steps, jnp.int32)
+  return _checks.poison(ok, x), jnp.asarray(n_steps, jnp.int32)
 
 
 def ode_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
@@ -276,6 +302,7 @@ def ode_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
     (per attempted step: 6 for tsit5/dopri5 with FSAL, 2 heun, 1 euler).
   """
   shape, t_end = _check_common(score_fn, sde, shape, t_end, n_steps)
+  ok = _check_snr_decreasing(sde, t_end, n_steps)
   x = _initial(rng, sde, shape, x_init)
   rev = sde.reverse(score_fn, probability_flow=True)
   b = shape[0]
@@ -286,7 +313,7 @@ def ode_sample(rng, score_fn: Callable, sde: sdes.SDE, shape, *,
 
   y, n_evals = _solve(vector_field, x, sde.T, t_end, solver=solver, rtol=rtol,
                       atol=atol, n_steps=n_steps, max_steps=max_steps)
-  return y, n_evals
+  return _checks.poison(ok, y), n_evals
 
 
 def _solve(vector_field, y0, t0, t1, *, solver, rtol, atol, n_steps,

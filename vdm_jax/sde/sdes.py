@@ -560,9 +560,10 @@ class ScheduleVPSDE(SDE):
   g^2 ||s + eps / sigma_t||^2 = gamma'(t) ||eps - eps_hat||^2).
 
   Attributes:
-    gamma_fn: elementwise monotone map t [B] -> gamma [B], e.g.
+    gamma_fn: elementwise increasing map t [B] -> gamma [B], e.g.
       `functools.partial(schedules.linear_gamma, gamma_min=-13.3, gamma_max=5.)`
-      or `schedules.bind(module, params)`.
+      or `schedules.bind(module, params)`. Construction raises ValueError if
+      gamma_fn(0) >= gamma_fn(1).
   """
   gamma_fn: Callable[[Array], Array] = dataclasses.field(
       default=schedules.linear_gamma)
@@ -575,14 +576,23 @@ class ScheduleVPSDE(SDE):
     if self.T != 1.0:
       raise ValueError(f"ScheduleVPSDE: VDM schedules live on [0, 1], so T must "
                        f"be 1, got T={self.T}.")
+    # A decreasing gamma gives beta < 0: NaN diffusion for the samplers and a
+    # wrong-signed probability-flow drift for the likelihood, with no error.
+    ends = self.gamma_fn(jnp.array([0.0, 1.0], jnp.float32))
+    schedules.check_increasing(ends[0], ends[1], "ScheduleVPSDE: gamma_fn")
 
   def log_snr(self, t):
     """gamma(t), `[B]`."""
     return self.gamma_fn(jnp.asarray(t, jnp.float32))
 
   def beta(self, t):
+    """beta(t) = sigma_t^2 gamma'(t); NaN under `jit` (ValueError when concrete) if gamma' < 0."""
     g, dg = schedules.gamma_and_derivative(self.gamma_fn, t)
-    return schedules.sigma2(g) * dg
+    ok = _checks.check_values(
+        jnp.all(dg >= 0),
+        "ScheduleVPSDE: gamma_fn must be increasing in t (beta(t) = sigma_t^2 "
+        "gamma'(t) >= 0), got a minimum gamma'(t) of {lo}.", lo=jnp.min(dg))
+    return _checks.poison(ok, schedules.sigma2(g) * dg)
 
   @property
   def prior_std(self) -> float:
