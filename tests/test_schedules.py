@@ -87,8 +87,11 @@ def test_learned_net_endpoints_cannot_cross_under_a_large_learning_rate():
 
 def test_linear_and_cosine_gamma_reject_decreasing_endpoints():
   for fn in (schedules.linear_gamma, schedules.cosine_gamma):
-    with pytest.raises(ValueError, match=r"gamma_0 must be < gamma_1 .*got gamma_0=5.0 and gamma_1=-13.3"):
+    with pytest.raises(ValueError, match=r"gamma_min must be <= gamma_max .*got gamma_min=5.0 "
+                                         r"and gamma_max=-13.3"):
       fn(jnp.float32(0.5), gamma_min=5.0, gamma_max=-13.3)
+    np.testing.assert_allclose(fn(jnp.float32(0.5), gamma_min=-2.0, gamma_max=-2.0), -2.0,
+                               rtol=1e-5)  # constant: a process that never adds noise
 
 
 def test_check_increasing_names_the_values():

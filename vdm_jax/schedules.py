@@ -102,6 +102,18 @@ def check_endpoints(gamma_min: float, gamma_max: float, name: str = "schedule"):
         f"gamma_0={gamma_min} and gamma_1={gamma_max}.")
 
 
+def _check_not_decreasing(gamma_min, gamma_max, name: str):
+  # Equal endpoints are allowed here: a constant gamma is a process that never
+  # adds noise (e.g. the condition of a CDE in `vdm_jax.multiscale`).
+  if not (math.isfinite(gamma_min) and math.isfinite(gamma_max)):
+    raise ValueError(f"{name}: gamma_min and gamma_max must be finite, got "
+                     f"gamma_min={gamma_min} and gamma_max={gamma_max}.")
+  if gamma_min > gamma_max:
+    raise ValueError(
+        f"{name}: gamma_min must be <= gamma_max (gamma may not decrease in t), "
+        f"got gamma_min={gamma_min} and gamma_max={gamma_max}.")
+
+
 def check_increasing(gamma_0, gamma_1, name: str = "gamma_fn"):
   """Value check that a schedule increases: gamma(0) < gamma(1).
 
@@ -126,11 +138,11 @@ def linear_gamma(t, *, gamma_min: float = GAMMA_MIN,
                  gamma_max: float = GAMMA_MAX):
   """The fixed log-SNR-linear schedule gamma(t) = gamma_min + (gamma_max - gamma_min) t.
 
-  Raises ValueError unless gamma_min < gamma_max (checked when both are
-  concrete; traced endpoints, e.g. learned ones, are the caller's to order).
+  Raises ValueError if gamma_min > gamma_max (checked when both are concrete;
+  traced endpoints, e.g. learned ones, are the caller's to order).
   """
   if all(_checks.is_concrete(g) and jnp.ndim(g) == 0 for g in (gamma_min, gamma_max)):
-    check_endpoints(float(gamma_min), float(gamma_max), "linear_gamma")
+    _check_not_decreasing(float(gamma_min), float(gamma_max), "linear_gamma")
   return gamma_min + (gamma_max - gamma_min) * t
 
 
@@ -150,9 +162,9 @@ def cosine_gamma(t, *, gamma_min: float = GAMMA_MIN,
 
   so gamma(0) = gamma_min and gamma(1) = gamma_max exactly, and alpha_t =
   cos(pi u / 2) in between (Nichol & Dhariwal, https://arxiv.org/abs/2102.09672).
-  Raises ValueError unless gamma_min < gamma_max.
+  Raises ValueError if gamma_min > gamma_max.
   """
-  check_endpoints(gamma_min, gamma_max, "cosine_gamma")
+  _check_not_decreasing(gamma_min, gamma_max, "cosine_gamma")
   u0, u1 = _gamma_to_cosine_u(gamma_min), _gamma_to_cosine_u(gamma_max)
   angle = 0.5 * math.pi * (u0 + (u1 - u0) * t)
   return 2.0 * (jnp.log(jnp.sin(angle)) - jnp.log(jnp.cos(angle)))
