@@ -1,6 +1,6 @@
 """Cost of the library's input checks in a VDM training step.
 
-  python benchmarks/check_overhead.py --config=configs/vdm_digits.py \\
+  python -m benchmarks.check_overhead --config=configs/vdm_digits.py \\
       --out=results/check_overhead.json
 
 Times one jitted step -- `variance_minimization.vlb_loss_and_grads` plus an
@@ -26,40 +26,17 @@ Data are random integers of the config's shape, so no dataset is needed.
 import functools
 import json
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-# Drop this folder from the path: benchmarks/compression.py would otherwise shadow
-# the `compression` package that jax tries to import for its compilation cache.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
-
 config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 flags.DEFINE_integer("steps", 3, "Steps per timed round.")
 flags.DEFINE_integer("reps", 40, "Timed rounds per build (interleaved).")
 flags.DEFINE_string("out", "results/check_overhead.json", "JSON output path.")
 FLAGS = flags.FLAGS
-
-
-def _build_vdm(config):
-  from vdm_jax import schedules  # pylint: disable=g-import-not-at-top
-  from vdm_jax.model import VDM  # pylint: disable=g-import-not-at-top
-  from vdm_jax.models import UNet  # pylint: disable=g-import-not-at-top
-  m = config.model
-  extra = {"n_features": m.schedule_features} if m.schedule == "learned_net" else {}
-  schedule = schedules.make_schedule(m.schedule, gamma_min=m.gamma_min,
-                                     gamma_max=m.gamma_max, **extra)
-  network = UNet(ch=m.ch, n_blocks=m.n_blocks, ch_mult=tuple(m.ch_mult),
-                 attn_in_blocks=m.attn_in_blocks, dropout=m.dropout,
-                 fourier_exponents=tuple(m.fourier_exponents))
-  return VDM(schedule=schedule, network=network, vocab_size=config.data.vocab_size,
-             num_steps=m.num_steps, antithetic=m.antithetic,
-             gamma_min=m.gamma_min, gamma_max=m.gamma_max)
 
 
 def main(_):
@@ -72,7 +49,8 @@ def main(_):
   from vdm_jax import variance_minimization  # pylint: disable=g-import-not-at-top
 
   config = FLAGS.config
-  vdm = _build_vdm(config)
+  from vdm_jax import train  # pylint: disable=g-import-not-at-top
+  vdm = train.build_vdm(config)
   batch_size = config.training.batch_size
   x = np.random.default_rng(0).integers(
       0, config.data.vocab_size, (batch_size, *config.data.image_shape), dtype=np.int32)
