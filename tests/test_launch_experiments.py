@@ -9,8 +9,6 @@ the outputs exist and the summary is sane, not the figures.
 import importlib
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -124,29 +122,3 @@ def test_wgan_vs_w1(tmp_path):
   assert len(w1) == 3 and all(0 < v < 10 for v in w1)
   with open(tmp_path / "results.json") as f:
     assert [r["step"] for r in json.load(f)["logs"]["ring/wgan_gp"]] == [0, 2, 4]
-
-
-@pytest.mark.slow
-def test_multiscale_quality(tmp_path):
-  from experiments import multiscale_quality
-  s = multiscale_quality.run(_config("multiscale"), str(tmp_path))
-  _outputs(tmp_path, "table.md", "results.json", "data.png", "uniform.png",
-           "multiscale.png")
-  assert all(np.isfinite(s[k]) and s[k] >= 0 for k in
-             ("frechet_uniform", "frechet_multiscale", "frechet_real"))
-
-
-@pytest.mark.slow
-def test_launch_runs_a_study_config(tmp_path):
-  """The launcher contract end to end: config file, overrides, summary, exit 0."""
-  tiny = [f"--config.{k}={v}" for k, v in _TINY["meta_allocation"].items()
-          if not isinstance(v, tuple)]
-  proc = subprocess.run(
-      [sys.executable, "launch.py", "--config=configs/meta_allocation.py:quick",
-       f"--workdir={tmp_path}", *tiny, "--config.budgets=(20, 50, 100)",
-       "--config.nonlinear_budgets=(20,)", "--config.allocations=(2, 5)"],
-      cwd=_ROOT, capture_output=True, text=True, timeout=600,
-      env=dict(os.environ, PYTHONPATH=_ROOT))
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "n_star: 18.4" in proc.stdout
-  _outputs(tmp_path, "table.md", "results.json")
