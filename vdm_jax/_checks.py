@@ -205,6 +205,27 @@ def check_values(ok, message: str, **values):
   return ok
 
 
+def gamma_increasing_ok(gamma_t, gamma_s, *, pair: str, consequence: str):
+  """`check_values` that log-SNR grows from s to t: gamma_t - gamma_s >= 0.
+
+  Args:
+    gamma_t, gamma_s: arrays (broadcastable) of gamma at the later and the
+      earlier time.
+    pair: how s relates to t in the message, e.g. 's = t - 1/T'.
+    consequence: what a decreasing schedule would do, for the message.
+
+  Returns:
+    `(ok, gap)`: the check's boolean and ``gamma_t - gamma_s``.
+  """
+  gap = jnp.asarray(gamma_t - gamma_s)
+  ok = check_values(
+      jnp.all(gap >= 0),
+      f"gamma_t must be >= gamma_s for {pair} (gamma_fn increasing in t; a "
+      f"decreasing schedule {consequence}), got min(gamma_t - gamma_s) = {{gap}}.",
+      gap=jnp.min(gap))
+  return ok, gap
+
+
 def int_range_ok(x, vocab_size: int, name: str):
   """Value check (`check_values`) that integers `x` lie in [0, vocab_size - 1].
 

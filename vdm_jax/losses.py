@@ -190,12 +190,9 @@ def diffusion_loss_discrete(eps, eps_hat, gamma_t, gamma_s, num_steps: int):
   """
   num_steps = _checks.check_int(num_steps, "num_steps", minimum=1)
   _checks.check_same_shape(eps, eps_hat, "eps", "eps_hat")
-  gap = jnp.asarray(gamma_t - gamma_s)
-  ok = _checks.check_values(
-      jnp.all(gap >= 0),
-      "gamma_t must be >= gamma_s for s = t - 1/T (gamma_fn increasing in t; "
-      "a decreasing schedule makes the diffusion loss negative), got "
-      "min(gamma_t - gamma_s) = {gap}.", gap=jnp.min(gap))
+  ok, gap = _checks.gamma_increasing_ok(
+      gamma_t, gamma_s, pair="s = t - 1/T",
+      consequence="makes the diffusion loss negative")
   weight = 0.5 * num_steps * jnp.expm1(gap)
   return _checks.poison(
       ok, weight * _checks.sum_except_batch(jnp.square(eps - eps_hat)))
