@@ -110,16 +110,3 @@ def mask_except(*, top_level: Sequence[str] = (), leaf_names: Sequence[str] = ("
     return jax.tree.map_with_path(keep, params)
 
   return mask
-
-
-def from_config(opt_config, *, total_steps: int | None = None,
-                decay_mask: Callable | None = None) -> optax.GradientTransformation:
-  """`make_optimizer` from an `optimizer` config section (fields as in configs/default.py)."""
-  get = lambda name, default: opt_config.get(name, default)
-  return make_optimizer(
-      learning_rate=opt_config.learning_rate,
-      warmup_steps=get("warmup_steps", 0), decay=get("decay", "constant"),
-      total_steps=total_steps, end_fraction=get("end_fraction", 0.0),
-      b1=get("b1", 0.9), b2=get("b2", 0.999), eps=get("eps", 1e-8),
-      weight_decay=get("weight_decay", 0.0), decay_mask=decay_mask,
-      grad_clip=get("grad_clip", 0.0))
