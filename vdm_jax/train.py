@@ -190,6 +190,26 @@ def generate_samples(config, vdm: VDM, params, rng, num_samples=None):
 # ----------------------------------------------------------------------------
 # Config checks, checkpoints.
 # ----------------------------------------------------------------------------
+def config_from_file(path: str, arg: str | None = None):
+  """`get_config(arg)` (or `get_config()`) of the config file at `path`.
+
+  `path` may also be written `file.py:arg`, as on the launch.py command line.
+  Config files import `configs.<base>`, so the repository root must be on the
+  import path (as it is for launch.py and the tests).
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if arg is None and ":" in os.path.basename(path):
+    path, _, arg = path.rpartition(":")
+  path = os.path.abspath(path)
+  if not os.path.exists(path):
+    raise ValueError(f"config file {path} does not exist.")
+  name = "_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
 def validate_config(config) -> None:
   """Rejects values that cannot train, before any data is read or model built."""
   tr = config.training

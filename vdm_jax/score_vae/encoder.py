@@ -184,3 +184,26 @@ class ConvEncoder(nn.Module):
     h = nn.silu(nn.Dense(self.dense)(h) + nn.Dense(self.dense, use_bias=False)(emb))
     out = nn.Dense(2 * self.latent_dim)(h)
     return out[:, :self.latent_dim], out[:, self.latent_dim:]
+
+
+def make_encoder(kind: str, latent_dim: int, *, hidden: Sequence[int] = (256, 256),
+                 ch: int = 32, ch_mult: Sequence[int] = (1, 2),
+                 emb_dim: int = 64) -> nn.Module:
+  """The time-dependent encoder q_phi(z | x_t, t) of ScoreVAE, by name.
+
+  The same network serves the ScoreVAE encoder and (at t = 0) a Gaussian VAE
+  baseline, so one call fixes the architecture of both.
+
+  Args:
+    kind: 'mlp' (`MLPEncoder`) or 'conv' (`ConvEncoder`).
+    latent_dim: K, the latent size.
+    hidden: MLP hidden widths; for 'conv', `hidden[0]` is the dense width.
+    ch, ch_mult: 'conv' only: channels of the first stage, multipliers.
+    emb_dim: width of the time embedding.
+  """
+  if kind == "mlp":
+    return MLPEncoder(latent_dim, hidden=tuple(hidden), emb_dim=emb_dim)
+  if kind == "conv":
+    return ConvEncoder(latent_dim, ch=ch, ch_mult=tuple(ch_mult),
+                       dense=hidden[0], emb_dim=emb_dim)
+  raise ValueError(f"encoder kind must be 'mlp' or 'conv', got {kind!r}.")

@@ -11,6 +11,8 @@ resume (`Checkpointer`), SIGTERM handling, evaluation and early stopping.
 from vdm_jax.training import metrics_log
 from vdm_jax.training.checkpoints import CheckpointError
 from vdm_jax.training.checkpoints import Checkpointer
+from vdm_jax.training.checkpoints import restore_params
+from vdm_jax.training.checkpoints import save_params
 from vdm_jax.training.ema import Ema
 from vdm_jax.training.ema import EmaState
 from vdm_jax.training.ema import ema
@@ -60,6 +62,8 @@ __all__ = [
     "metrics_log",
     "minibatch_loss",
     "replicate",
+    "restore_params",
+    "save_params",
     "take_shard",
     "train",
     "unreplicate",

@@ -104,3 +104,32 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def save_params(path: str, params) -> str:
+  """Writes a parameter pytree to the orbax folder `path` (overwritten); returns it.
+
+  Stored as ``{'params': params}`` with orbax's `StandardCheckpointer`, the
+  layout `restore_params` reads. For a whole `TrainState` with resume, use
+  `Checkpointer`.
+  """
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  path = os.path.abspath(path)
+  ckpt = ocp.StandardCheckpointer()
+  try:
+    ckpt.save(path, {"params": jax.device_get(params)}, force=True)
+    ckpt.wait_until_finished()
+  except Exception as e:  # orbax wraps I/O errors in several types.
+    cause = _root_cause(e)
+    raise CheckpointError(f"Could not write parameters to {path}: "
+                          f"{type(cause).__name__}: {cause}.") from cause
+  return path
+
+
+def restore_params(path: str):
+  """The parameter pytree `save_params` wrote to the orbax folder `path`."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  path = os.path.abspath(path)
+  if not os.path.exists(path):
+    raise CheckpointError(f"No parameter checkpoint at {path}.")
+  return ocp.StandardCheckpointer().restore(path)["params"]
