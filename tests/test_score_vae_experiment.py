@@ -1,54 +1,16 @@
-"""The ScoreVAE experiment's data scaling, VDM-prior checks and comparison logic."""
+"""The ScoreVAE experiment's comparison logic and its tfds configs.
 
-import importlib.util
-import os
+The library parts it calls are tested in test_score_vae_data.py,
+test_score_vae_prior.py, test_score_vae_training.py and
+test_score_vae_evaluation.py."""
 
-import numpy as np
 import pytest
 
 from experiments import score_vae
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _experiment():
   return score_vae
-
-
-def _config(arg=None):
-  spec = importlib.util.spec_from_file_location(
-      "_score_vae_config", os.path.join(_ROOT, "configs/score_vae_digits.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
-@pytest.mark.parametrize("scaling", ["unit", "bins"])
-def test_scaling_round_trip_to_pixels(scaling):
-  exp = _experiment()
-  x = np.arange(17).reshape(1, 17, 1, 1)
-  to_model, to_pixels = exp.make_scaling(scaling, 17)
-  np.testing.assert_allclose(to_pixels(to_model(x)), x / 16 * 2 - 1, atol=1e-6)
-  if scaling == "bins":   # VDM bin centres, vdm_jax.losses.encode_discrete
-    np.testing.assert_allclose(to_model(x), 2 * (x + 0.5) / 17 - 1, atol=1e-6)
-  with pytest.raises(ValueError, match="data.scaling"):
-    exp.make_scaling("bytes", 17)
-
-
-def test_vdm_prior_rejects_unit_scaling_and_missing_checkpoint(tmp_path):
-  exp = _experiment()
-  cfg = _config()
-  cfg.prior.vdm_config = os.path.join(_ROOT, "configs/vdm_digits.py")
-  cfg.prior.vdm_workdir = str(tmp_path)
-  cfg.prior.train_if_missing = False
-  cfg.data.scaling = "unit"
-  with pytest.raises(ValueError, match="data.scaling='bins'"):
-    exp.load_vdm_prior(cfg, (8, 8, 1), 17)
-  with pytest.raises(ValueError, match="grey levels"):
-    exp.load_vdm_prior(cfg, (8, 8, 1), 256)
-  cfg.data.scaling = "bins"
-  with pytest.raises(ValueError, match="no VDM checkpoint"):
-    exp.load_vdm_prior(cfg, (8, 8, 1), 17)
 
 
 def test_compare_reads_sharper_at_comparable_distortion():

@@ -33,3 +33,26 @@ def test_frechet_distance_closed_form():
   assert 0.0 <= metrics.frechet_distance(small, small + 0.1) < 1.0
   with pytest.raises(ValueError, match="feature sizes"):
     metrics.frechet_distance(a, b[:, :1])
+
+
+def test_reconstruction_metrics_of_the_images_themselves():
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, size=(40, 8, 8, 1))
+  feats = lambda v: np.asarray(v).reshape(len(v), -1)[:, :6]
+  labels = np.arange(40) % 3
+  classify = lambda v: labels[:len(v)]
+  row = metrics.reconstruction_metrics(
+      x, x, features=feats, reference_features=feats(x), labels=labels,
+      classify=classify)
+  assert row["ssim"] == pytest.approx(1.0) and row["l2"] == 0.0
+  assert row["hf_ratio"] == pytest.approx(1.0)
+  assert row["frechet"] == pytest.approx(0.0, abs=1e-6)
+  assert row["class_acc"] == 1.0 and "nonfinite_frac" not in row
+  bad = x.copy()
+  bad[0, 0, 0, 0] = np.nan
+  bad[1] = 3.0                       # clipped to 1
+  with pytest.warns(UserWarning, match="non-finite"):
+    row = metrics.reconstruction_metrics(bad, x, features=feats,
+                                         reference_features=feats(x))
+  assert row["nonfinite_frac"] == pytest.approx(1 / x.size)
+  assert "class_acc" not in row

@@ -1,7 +1,9 @@
 """ScoreVAE with a VDM prior: the score adapter, nats agreement with VDM's L_inf,
-Tweedie's final step, and data/checkpoint mismatch errors."""
+Tweedie's final step, data/checkpoint mismatch errors, and the prior loaders."""
 
 import functools
+import json
+import os
 
 import flax.linen as nn
 import jax
@@ -119,3 +121,52 @@ def test_vdm_checkpoint_mismatch_raises():
     score_vae.check_vdm_matches_data(**dict(ok, data_levels=256))
   with pytest.raises(ValueError, match="data.scaling"):
     score_vae.check_vdm_matches_data(**dict(ok, scaling="unit"))
+
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_load_vdm_prior_rejects_unit_scaling_and_missing_checkpoint(tmp_path):
+  kw = dict(vdm_config=os.path.join(_ROOT, "configs/vdm_digits.py"),
+            vdm_workdir=str(tmp_path), data_shape=(8, 8, 1), t_min=0.0,
+            train_if_missing=False)
+  with pytest.raises(ValueError, match="data.scaling='bins'"):
+    score_vae.load_vdm_prior(levels=17, scaling="unit", **kw)
+  with pytest.raises(ValueError, match="grey levels"):
+    score_vae.load_vdm_prior(levels=256, scaling="bins", **kw)
+  with pytest.raises(ValueError, match="no VDM checkpoint"):
+    score_vae.load_vdm_prior(levels=17, scaling="bins", **kw)
+
+
+@pytest.mark.parametrize("model", ["mlp", "unet"])
+def test_eps_network_maps_data_shape_to_data_shape(model):
+  init, eps_apply = score_vae.make_eps_network(
+      model, (8, 8, 1), hidden=(16,), emb_dim=8, ch=8, n_blocks=1,
+      ch_mult=(1,))
+  params = init(jax.random.key(0))
+  out = eps_apply(params, jnp.ones((3, 8, 8, 1)), jnp.full((3,), 0.5))
+  assert out.shape == (3, 8, 8, 1)
+  with pytest.raises(ValueError, match="'mlp' or 'unet'"):
+    score_vae.make_eps_network("resnet", (8, 8, 1))
+
+
+def test_dsm_prior_trained_saved_and_restored_identically(tmp_path):
+  sde = VPSDE(beta_min=0.1, beta_max=20.0, eps=1e-3)
+  x = np.asarray(jax.random.normal(jax.random.key(0), (64, 4, 4, 1)))
+  kw = dict(model="mlp", hidden=(16,), emb_dim=8, t_min=1e-3, steps=4,
+            batch_size=8, lr=1e-3, ema=0.9, rng=jax.random.key(1))
+  score, params, info = score_vae.train_or_load_dsm_prior(
+      sde, x, workdir=str(tmp_path), **kw)
+  assert np.isfinite(info["final_loss"])
+  with open(info["saved_to"] + ".json") as f:
+    assert json.load(f)["data_shape"] == [4, 4, 1]
+  _, loaded, info2 = score_vae.train_or_load_dsm_prior(
+      sde, x, checkpoint=info["saved_to"], **kw)
+  assert info2 == {"loaded_from": info["saved_to"]}
+  jax.tree.map(np.testing.assert_array_equal, params, loaded)
+  t = jnp.full((2,), 0.3)
+  np.testing.assert_allclose(score(params, jnp.asarray(x[:2]), t),
+                             score(loaded, jnp.asarray(x[:2]), t))
+  with pytest.raises(ValueError, match="shape"):   # recorded data shape differs
+    score_vae.train_or_load_dsm_prior(sde, x[:, :2, :2], checkpoint=info["saved_to"],
+                                      **kw)
