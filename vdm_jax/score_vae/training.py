@@ -109,9 +109,9 @@ def train_dsm_prior(eps_init: Callable, eps_apply: Callable, sde, x_train, *,
 
   .. math::
 
-    \mathcal{L}(\theta) = \mathbb{E}_{t \sim U(t_{min}, T),\, x_0,\,
-    \epsilon}\ \tfrac12 \|\epsilon_\theta(\alpha_t x_0 + \sigma_t
-    \epsilon, t) - \epsilon\|^2
+    \\mathcal{L}(\\theta) = \\mathbb{E}_{t \\sim U(t_{min}, T),\\, x_0,\\,
+    \\epsilon}\\ \\tfrac12 \\|\\epsilon_\\theta(\\alpha_t x_0 + \\sigma_t
+    \\epsilon, t) - \\epsilon\\|^2
 
   (DSM with sigma_t^2 weighting), the unconditional prior s_theta = -eps_theta
   / sigma_t that ScoreVAE freezes.
