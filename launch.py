@@ -21,7 +21,6 @@ error.
 
 import difflib
 import importlib
-import importlib.util
 import logging as std_logging
 import os
 import sys
@@ -51,11 +50,9 @@ def _unknown_override(argv):
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
   if spec is None:
     return None
-  path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("_launch_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
+  from vdm_jax.train import config_from_file  # pylint: disable=g-import-not-at-top
+  path = spec.partition(":")[0]
+  config = config_from_file(spec)
   for a in argv:
     if not a.startswith("--config."):
       continue
