@@ -142,11 +142,6 @@ def test_nelbo_rejects_out_of_range_pixels_small_vocab_and_decreasing_gamma(
                              vocab_size=vocab_size, num_steps=4)
 
 
-def test_nats_to_bpd_needs_a_dimension():
-  with pytest.raises(ValueError, match=r"dim must be an integer >= 1, got 0\."):
-    elbo.nats_to_bpd(jnp.ones((2,)), 0)
-
-
 def test_pixel_helpers_reject_bad_vocabularies():
   with pytest.raises(ValueError, match=r"x_int must lie in \[0, 3\] for vocab_size=4, got min -1 and max 3"):
     chain_lib.encode_pixels(np.array([-1, 3]), 4)

@@ -88,29 +88,18 @@ def discrete_time_nelbo(rng, x_int, *, eps_fn: Callable, gamma_fn: Callable, voc
       "= {gap}.", gap=jnp.min(steps))
   g0, g1 = g[0], g[-1]
   rng_0, rng_diff = jax.random.split(rng)
-
-  # Reconstruction: z0 / alpha_0 = f + exp(gamma_0 / 2) eps, never divide by alpha_0.
-  z0_rescaled = f + jnp.exp(0.5 * g0) * jax.random.normal(rng_0, f.shape)
-  centres = (2.0 * jnp.arange(vocab_size, dtype=jnp.float32) + 1.0) / vocab_size - 1.0
-  logits = -0.5 * (z0_rescaled[..., None] - centres) ** 2 * jnp.exp(-g0)
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  logp_x = jnp.take_along_axis(logp, x_int[..., None].astype(jnp.int32), axis=-1)[..., 0]
-  recon = -_checks.sum_except_batch(logp_x)
-
-  # Prior KL(N(alpha_1 f, sigma_1^2) || N(0, 1)) = 1/2 [alpha^2 f^2 + sigma^2 - log sigma^2 - 1],
-  # written without cancellation: sigma^2 - 1 = -alpha^2, -log sigma^2 = softplus(-gamma_1).
-  a2 = jax.nn.sigmoid(-g1)
-  prior = 0.5 * _checks.sum_except_batch(a2 * (f ** 2 - 1.0) + jax.nn.softplus(-g1))
+  # The three terms are the VLB's own (`vdm_jax.losses`), on the grid t_i = i/T.
+  recon = losses.reconstruction_loss(x_int, jax.random.normal(rng_0, f.shape), g0,
+                                     vocab_size)
+  prior = losses.prior_kl(f, g1)
 
   def term(i, key):
-    # i: scalar step (full sum) or [B] steps (one per example).
+    # i: scalar step (full sum) or [B] steps (one per example); one step of the
+    # sum, i.e. L_T with T = 1.
     g_t = jnp.broadcast_to(g[i], (b,))
     g_s = jnp.broadcast_to(g[i - 1], (b,))
     eps = jax.random.normal(key, f.shape)
-    gt = _checks.broadcast_to_data(g_t, f)
-    z = jnp.sqrt(jax.nn.sigmoid(-gt)) * f + jnp.sqrt(jax.nn.sigmoid(gt)) * eps
-    eps_hat = eps_fn(z, g_t)
-    return 0.5 * jnp.expm1(g_t - g_s) * _checks.sum_except_batch((eps - eps_hat) ** 2)
+    return losses.diffusion_loss_at(f, eps, (g_t, g_s), eps_fn=eps_fn, num_steps=1)
 
   if full_sum:
     keys = jax.random.split(rng_diff, num_steps)
@@ -122,8 +111,3 @@ def discrete_time_nelbo(rng, x_int, *, eps_fn: Callable, gamma_fn: Callable, voc
     diffusion = num_steps * term(i, rng_e)
   return NelboTerms(*_checks.poison(increasing, recon, prior, diffusion))
 
-
-def nats_to_bpd(nats, dim: int):
-  """Nats per example to bits per dimension: nats / (D ln 2); ValueError unless dim >= 1."""
-  dim = _checks.check_int(dim, "dim", minimum=1)
-  return nats / (dim * jnp.log(2.0))
