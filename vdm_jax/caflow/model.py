@@ -59,6 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vdm_jax import _checks
+from vdm_jax.flows import coupling
 from vdm_jax.flows import layers
 from vdm_jax.flows import multiscale
 
@@ -157,8 +158,8 @@ class ConditionalAffine(nn.Module):
                   kernel_init=nn.initializers.zeros)(cond)
     mu, log_sigma = out[..., 0::2], out[..., 1::2]
     if reverse:
-      return mu + h * jnp.exp(log_sigma)
-    return (h - mu) * jnp.exp(-log_sigma), -_checks.sum_except_batch(log_sigma)
+      return coupling.elementwise_affine(h, mu, log_sigma)
+    return coupling.affine_coupling(h, mu, log_sigma, inverse=True)
 
 
 class ScaleConditionalFlow(nn.Module):

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.linalg
 
 from vdm_jax import _checks
+from vdm_jax.flows import coupling
 
 
 def _check_image(x, name: str) -> None:
@@ -275,9 +276,9 @@ class AffineCoupling(_Bijector):
 
   def _log_scale(self, h):
     if self.scale_type == "tanh":
-      return self.scale_bound * jnp.tanh(h / self.scale_bound)
+      return coupling.tanh_log_scale(h, self.scale_bound)
     if self.scale_type == "sigmoid":
-      return jnp.log(2.0) + jax.nn.log_sigmoid(h)
+      return coupling.sigmoid_log_scale(h)
     raise ValueError(
         f"scale_type must be 'tanh' or 'sigmoid', got {self.scale_type!r}.")
 
@@ -297,9 +298,10 @@ class AffineCoupling(_Bijector):
     log_s = self._log_scale(h[..., 0::2])
     t = h[..., 1::2]
     if reverse:
-      return jnp.concatenate([xa, (xb - t) * jnp.exp(-log_s)], axis=-1)
-    y = jnp.concatenate([xa, xb * jnp.exp(log_s) + t], axis=-1)
-    return y, _checks.sum_except_batch(log_s)
+      xb = coupling.elementwise_affine(xb, t, log_s, inverse=True)
+      return jnp.concatenate([xa, xb], axis=-1)
+    yb, logdet = coupling.affine_coupling(xb, t, log_s)
+    return jnp.concatenate([xa, yb], axis=-1), logdet
 
 
 # --------------------------------------------------------------------- split --
@@ -355,9 +357,10 @@ class Split(nn.Module):
     else:
       mu = log_sigma = jnp.zeros_like(x_out)
     if reverse:
-      return jnp.concatenate([z, mu + x_out * jnp.exp(log_sigma)], axis=-1)
-    eps = (x_out - mu) * jnp.exp(-log_sigma)
-    return (z, eps), -_checks.sum_except_batch(log_sigma)
+      x_out = coupling.elementwise_affine(x_out, mu, log_sigma)
+      return jnp.concatenate([z, x_out], axis=-1)
+    eps, logdet = coupling.affine_coupling(x_out, mu, log_sigma, inverse=True)
+    return (z, eps), logdet
 
   def forward(self, x, cond=None):
     return self(x, cond, reverse=False)
