@@ -147,7 +147,9 @@ class ConditionalAffine(nn.Module):
     z = (h - \\mu) \\odot e^{-\\log\\sigma}, \\quad
     \\log|\\det \\partial z / \\partial h| = -\\textstyle\\sum \\log\\sigma.
 
-  The conv is zero-initialised (``N(0, I)`` at init). It lets ``G_i`` shift
+  The map is the inverse affine coupling of `vdm_jax.flows.coupling` with
+  shift ``mu`` and log-scale ``log sigma``. The conv is zero-initialised
+  (``N(0, I)`` at init). It lets ``G_i`` shift
   and scale ``m_i`` by a linear function of the condition in one layer, which
   is the whole of the exact map for jointly Gaussian (x, y).
   """

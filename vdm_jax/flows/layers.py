@@ -257,10 +257,12 @@ class AffineCoupling(_Bijector):
     y = (x_a, x_b \\odot e^{\\log s} + t), \\quad
     \\log|\\det| = \\textstyle\\sum \\log s.
 
-  The last conv is zero-initialised, so the layer starts as the identity. Scale
-  maps (``scale_type``):
+  The elementwise map and log-det are `vdm_jax.flows.coupling.affine_coupling`
+  (Dinh et al. 2016, eqs. 4-6). The last conv is zero-initialised, so the layer
+  starts as the identity. Scale maps (``scale_type``):
 
-  * ``'tanh'`` (default): :math:`\\log s = c \\tanh(h / c)`, c = ``scale_bound``.
+  * ``'tanh'`` (default): :math:`\\log s = c \\tanh(h / c)`, c = ``scale_bound``
+    (`vdm_jax.flows.coupling.tanh_log_scale`).
   * ``'sigmoid'``: :math:`s = 2\\,\\sigma(h)` in (0, 2). This deviates from
     Glow's :math:`\\sigma(h + 2)` so that the zero-init layer is exactly the
     identity (Glow's starts with s = 0.88).
@@ -324,6 +326,9 @@ class Split(nn.Module):
   standard normal, which is what temperature sampling and CAFLOW's
   conditional flows over the latents need. With ``learned_prior=False``,
   ``mu = 0, sigma = 1`` (a standard-normal factor-out, RealNVP).
+
+  ``eps`` is the inverse affine-coupling map with shift ``mu`` and log-scale
+  ``log sigma`` (`vdm_jax.flows.coupling.affine_coupling` with ``inverse=True``).
 
   ``forward(x, cond) -> ((z, eps), logdet [B])``; ``inverse((z, eps), cond) -> x``.
 
