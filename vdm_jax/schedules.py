@@ -269,11 +269,12 @@ class MonotoneNetSchedule(_Schedule):
     \\qquad \\gamma_1 = \\gamma_0 + \\mathrm{softplus}(w)
 
   with gamma~ a 3-layer network with positive weights (`_MonotoneShape`). The
-  normalisation follows the paper, not the official code (which omits it, see
-  google-research/vdm issue #11), so gamma(0) = gamma_0 and gamma(1) = gamma_1
-  exactly and the shape parameters cannot move the endpoints. This split is what
-  makes the variance-minimising rule well defined: with the endpoints fixed,
-  E[L] does not depend on the shape (VDM Sec. 5.1).
+  normalisation follows the paper, not the official code (which omits it, so
+  that there the network also moves the endpoints), so gamma(0) = gamma_0 and
+  gamma(1) = gamma_1 exactly and the shape parameters cannot move the
+  endpoints. This split is what makes the variance-minimising rule well
+  defined: with the endpoints fixed, E[L] does not depend on the shape (VDM
+  Sec. 5.1).
 
   The endpoints are ordered by construction, gamma_1 - gamma_0 =
   softplus(w) > 0, like the |w| of `LearnedLinearSchedule` and the official

@@ -17,7 +17,8 @@ come from **one** backward pass through the network: the per-example cotangents
 of the schedule outputs (gamma_t and gamma'_t, or gamma_t and gamma_s in discrete
 time) are pulled back through the small schedule network twice, once as they are
 and once multiplied by 2 L_i (VDM App. I.2, eq. 59-62). The official VDM code
-does not implement this rule (google-research/vdm issue #1).
+(github.com/google-research/vdm) does not implement this rule: its schedule
+receives the gradient of E[L] like every other parameter.
 
 References:
   Kingma, Salimans, Poole, Ho. Variational Diffusion Models.

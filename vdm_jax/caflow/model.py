@@ -59,6 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vdm_jax import _checks
+from vdm_jax.flows import coupling
 from vdm_jax.flows import layers
 from vdm_jax.flows import multiscale
 
@@ -146,7 +147,9 @@ class ConditionalAffine(nn.Module):
     z = (h - \\mu) \\odot e^{-\\log\\sigma}, \\quad
     \\log|\\det \\partial z / \\partial h| = -\\textstyle\\sum \\log\\sigma.
 
-  The conv is zero-initialised (``N(0, I)`` at init). It lets ``G_i`` shift
+  The map is the inverse affine coupling of `vdm_jax.flows.coupling` with
+  shift ``mu`` and log-scale ``log sigma``. The conv is zero-initialised
+  (``N(0, I)`` at init). It lets ``G_i`` shift
   and scale ``m_i`` by a linear function of the condition in one layer, which
   is the whole of the exact map for jointly Gaussian (x, y).
   """
@@ -157,8 +160,8 @@ class ConditionalAffine(nn.Module):
                   kernel_init=nn.initializers.zeros)(cond)
     mu, log_sigma = out[..., 0::2], out[..., 1::2]
     if reverse:
-      return mu + h * jnp.exp(log_sigma)
-    return (h - mu) * jnp.exp(-log_sigma), -_checks.sum_except_batch(log_sigma)
+      return coupling.elementwise_affine(h, mu, log_sigma)
+    return coupling.affine_coupling(h, mu, log_sigma, inverse=True)
 
 
 class ScaleConditionalFlow(nn.Module):

@@ -16,8 +16,10 @@ any trained VDM can be used:
 T (``num_steps``) and ``latent_precision`` are chosen at encode time and stored
 in the header. Trade-offs:
 
-* T: the discrete-time -ELBO falls as T grows (sheet §7 T4), but encode and
-  decode each cost T sequential network calls per image (batch 1).
+* T: the discrete-time -ELBO falls as T grows, towards the continuous-time
+  loss as T -> infinity (Kingma et al., Variational Diffusion Models,
+  https://arxiv.org/abs/2107.00630, 2021), but encode and decode each cost T
+  sequential network calls per image (batch 1).
 * latent_precision p (2**p bins per narrowest std): both sides code every latent
   on the same grid, so bin widths cancel and the discretisation loss is second
   order; it was within noise of zero down to p = 1 on the digits and on a known

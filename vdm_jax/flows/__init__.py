@@ -1,9 +1,12 @@
 """Normalizing flows on images: Glow/RealNVP layers (the building blocks of CAFLOW,
 Batzolis et al. 2021, https://arxiv.org/abs/2106.02531).
 
-Public names are re-exported one per line.
+`coupling` holds the affine-coupling maths (RealNVP eqs. 4-6) that these layers,
+CAFLOW and the pullback-geometry flows share. Public names are re-exported one
+per line.
 """
 
+from vdm_jax.flows import coupling
 from vdm_jax.flows.layers import ActNorm
 from vdm_jax.flows.layers import AffineCoupling
 from vdm_jax.flows.layers import FlowStep
@@ -32,6 +35,7 @@ __all__ = [
     "actnorm_init",
     "bits_per_dim",
     "check_divisible",
+    "coupling",
     "dequantize",
     "latent_shapes",
     "make_nll_fn",

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.linalg
 
 from vdm_jax import _checks
+from vdm_jax.flows import coupling
 
 
 def _check_image(x, name: str) -> None:
@@ -256,10 +257,12 @@ class AffineCoupling(_Bijector):
     y = (x_a, x_b \\odot e^{\\log s} + t), \\quad
     \\log|\\det| = \\textstyle\\sum \\log s.
 
-  The last conv is zero-initialised, so the layer starts as the identity. Scale
-  maps (``scale_type``):
+  The elementwise map and log-det are `vdm_jax.flows.coupling.affine_coupling`
+  (Dinh et al. 2016, eqs. 4-6). The last conv is zero-initialised, so the layer
+  starts as the identity. Scale maps (``scale_type``):
 
-  * ``'tanh'`` (default): :math:`\\log s = c \\tanh(h / c)`, c = ``scale_bound``.
+  * ``'tanh'`` (default): :math:`\\log s = c \\tanh(h / c)`, c = ``scale_bound``
+    (`vdm_jax.flows.coupling.tanh_log_scale`).
   * ``'sigmoid'``: :math:`s = 2\\,\\sigma(h)` in (0, 2). This deviates from
     Glow's :math:`\\sigma(h + 2)` so that the zero-init layer is exactly the
     identity (Glow's starts with s = 0.88).
@@ -275,9 +278,9 @@ class AffineCoupling(_Bijector):
 
   def _log_scale(self, h):
     if self.scale_type == "tanh":
-      return self.scale_bound * jnp.tanh(h / self.scale_bound)
+      return coupling.tanh_log_scale(h, self.scale_bound)
     if self.scale_type == "sigmoid":
-      return jnp.log(2.0) + jax.nn.log_sigmoid(h)
+      return coupling.sigmoid_log_scale(h)
     raise ValueError(
         f"scale_type must be 'tanh' or 'sigmoid', got {self.scale_type!r}.")
 
@@ -297,9 +300,10 @@ class AffineCoupling(_Bijector):
     log_s = self._log_scale(h[..., 0::2])
     t = h[..., 1::2]
     if reverse:
-      return jnp.concatenate([xa, (xb - t) * jnp.exp(-log_s)], axis=-1)
-    y = jnp.concatenate([xa, xb * jnp.exp(log_s) + t], axis=-1)
-    return y, _checks.sum_except_batch(log_s)
+      xb = coupling.elementwise_affine(xb, t, log_s, inverse=True)
+      return jnp.concatenate([xa, xb], axis=-1)
+    yb, logdet = coupling.affine_coupling(xb, t, log_s)
+    return jnp.concatenate([xa, yb], axis=-1), logdet
 
 
 # --------------------------------------------------------------------- split --
@@ -322,6 +326,9 @@ class Split(nn.Module):
   standard normal, which is what temperature sampling and CAFLOW's
   conditional flows over the latents need. With ``learned_prior=False``,
   ``mu = 0, sigma = 1`` (a standard-normal factor-out, RealNVP).
+
+  ``eps`` is the inverse affine-coupling map with shift ``mu`` and log-scale
+  ``log sigma`` (`vdm_jax.flows.coupling.affine_coupling` with ``inverse=True``).
 
   ``forward(x, cond) -> ((z, eps), logdet [B])``; ``inverse((z, eps), cond) -> x``.
 
@@ -355,9 +362,10 @@ class Split(nn.Module):
     else:
       mu = log_sigma = jnp.zeros_like(x_out)
     if reverse:
-      return jnp.concatenate([z, mu + x_out * jnp.exp(log_sigma)], axis=-1)
-    eps = (x_out - mu) * jnp.exp(-log_sigma)
-    return (z, eps), -_checks.sum_except_batch(log_sigma)
+      x_out = coupling.elementwise_affine(x_out, mu, log_sigma)
+      return jnp.concatenate([z, x_out], axis=-1)
+    eps, logdet = coupling.affine_coupling(x_out, mu, log_sigma, inverse=True)
+    return (z, eps), logdet
 
   def forward(self, x, cond=None):
     return self(x, cond, reverse=False)

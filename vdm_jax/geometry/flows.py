@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vdm_jax import _checks
+from vdm_jax.flows import coupling
 
 
 class Diffeomorphism(NamedTuple):
@@ -125,7 +126,13 @@ class ResidualNet(nn.Module):
 
 
 class AffineCoupling(nn.Module):
-  """One affine coupling layer; ``mask`` (1 = conditioning coords) is static."""
+  """One affine coupling layer; ``mask`` (1 = conditioning coords) is static.
+
+  With m the mask, :math:`y = m \\odot x + (1 - m) \\odot (x \\odot e^{\\log s}
+  + t)` and :math:`(t, \\log s) = \\mathrm{NN}(m \\odot x) \\odot (1 - m)`; the
+  maths is `vdm_jax.flows.coupling.affine_coupling` (Dinh et al. 2016,
+  eqs. 4-6 with a binary mask, eq. 9).
+  """
   mask: Sequence[int]
   hidden: int = 64
   n_blocks: int = 2
@@ -143,20 +150,22 @@ class AffineCoupling(nn.Module):
     h = self.net(x_cond * m)
     t, h_s = jnp.split(h, 2, axis=-1)
     if self.scale_type == "sigmoid":
-      log_s = jnp.log(jax.nn.sigmoid(h_s + 2.0) + 1e-3)
+      log_s = coupling.offset_sigmoid_log_scale(h_s)
     else:
-      c = self.log_scale_bound
-      log_s = c * jnp.tanh(h_s / c)
+      log_s = coupling.tanh_log_scale(h_s, self.log_scale_bound)
     return t * (1.0 - m), log_s * (1.0 - m), m
 
   def __call__(self, x):
+    # t and log s vanish on the conditioning coordinates (m = 1), so the
+    # affine map is the identity there and they add 0 to the log-det.
     t, log_s, m = self._shift_log_scale(x)
-    y = m * x + (1.0 - m) * x * jnp.exp(log_s) + t
-    return y, jnp.sum(log_s, axis=-1)
+    y, log_det = coupling.affine_coupling(x, t, log_s, event_ndim=1)
+    return m * x + (1.0 - m) * y, log_det
 
   def inverse(self, y):
     t, log_s, m = self._shift_log_scale(y)
-    return m * y + (1.0 - m) * (y - t) * jnp.exp(-log_s)
+    x = coupling.elementwise_affine(y, t, log_s, inverse=True)
+    return m * y + (1.0 - m) * x
 
 
 class RealNVP(nn.Module):

@@ -6,9 +6,12 @@
   - 2 (C_1 C_2)^{1/2}\\big),
 
 the FID formula on any features (a classifier's penultimate layer, PCA, or
-Inception pool3 features supplied by the user). This is the one host-side
-implementation, for evaluation code on numpy features (ScoreVAE, multi-scale
-sample quality); `vdm_jax.metrics.discrepancy.frechet_distance` is the jittable
+Inception pool3 features supplied by the user), for evaluation code on numpy
+features (ScoreVAE, multi-scale sample quality). Means and covariances are
+taken in float64 on the host and passed to `vdm_jax.metrics.gaussian._w2_squared`
+(the one copy of the formula) with ``xp=numpy``, so the whole computation is
+float64: FD of features is a small difference of large traces, which float32
+would round away. `vdm_jax.metrics.gaussian.frechet_distance` is the jittable
 JAX form of the same quantity on raw samples.
 
 References:
@@ -22,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from vdm_jax import _checks
+from vdm_jax.metrics import gaussian
 
 
 def frechet_distance(feats_a, feats_b) -> float:
@@ -36,15 +40,6 @@ def frechet_distance(feats_a, feats_b) -> float:
     raise ValueError("frechet_distance needs at least 2 samples per set.")
   if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
     raise ValueError("frechet_distance: features contain non-finite values.")
-  mu_a, mu_b = a.mean(0), b.mean(0)
   cov_a = np.atleast_2d(np.cov(a, rowvar=False))
   cov_b = np.atleast_2d(np.cov(b, rowvar=False))
-  # Tr (C_a C_b)^{1/2} = Tr (C_a^{1/2} C_b C_a^{1/2})^{1/2}: symmetric PSD
-  # eigenproblems only, stable for singular covariances (few samples).
-  w, u = np.linalg.eigh(cov_a)
-  root_a = (u * np.sqrt(np.clip(w, 0.0, None))) @ u.T
-  m = root_a @ cov_b @ root_a
-  tr_covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0,
-                                      None)))
-  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
-               - 2.0 * tr_covmean)
+  return float(gaussian._w2_squared(a.mean(0), cov_a, b.mean(0), cov_b, xp=np))

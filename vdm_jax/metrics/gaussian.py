@@ -23,9 +23,38 @@ from vdm_jax.metrics._samples import _check_pair
 # ------------------------------------------------------------ Gaussian / FD
 
 
-def _sqrtm_psd(c):
-  w, v = jnp.linalg.eigh(0.5 * (c + c.T))
-  return (v * jnp.sqrt(jnp.maximum(w, 0.0))) @ v.T
+def _sqrtm_psd(c, xp=jnp):
+  """Symmetric square root of a PSD matrix by eigendecomposition (``xp``: jnp or np)."""
+  w, v = xp.linalg.eigh(0.5 * (c + c.T))
+  return (v * xp.sqrt(xp.maximum(w, 0.0))) @ v.T
+
+
+def _w2_squared(mean1, cov1, mean2, cov2, xp=jnp):
+  """Squared W_2 between two Gaussians: the one copy of the Frechet formula.
+
+  .. math::
+
+    W_2^2 = \\|\\mu_1 - \\mu_2\\|^2 + \\mathrm{tr}\\big(\\Sigma_1 + \\Sigma_2 -
+    2 (\\Sigma_1^{1/2} \\Sigma_2 \\Sigma_1^{1/2})^{1/2}\\big)
+
+  (Dowson & Landau 1982). :math:`(\\Sigma_1^{1/2} \\Sigma_2 \\Sigma_1^{1/2})^{1/2}`
+  has the trace of :math:`(\\Sigma_1 \\Sigma_2)^{1/2}` but needs symmetric PSD
+  eigenproblems only, stable for singular covariances. No shape checks and no
+  clipping: the result can be slightly negative from round-off.
+
+  Args:
+    mean1, cov1, mean2, cov2: ``[D]``, ``[D, D]``, ``[D]``, ``[D, D]``.
+    xp: the array module, ``jax.numpy`` (default; jittable, in the inputs'
+      dtype) or ``numpy`` (host; `vdm_jax.metrics.frechet` calls it in
+      float64).
+
+  Returns:
+    Scalar :math:`W_2^2`.
+  """
+  s1 = _sqrtm_psd(cov1, xp)
+  cross = _sqrtm_psd(s1 @ cov2 @ s1, xp)
+  return (xp.sum(xp.square(mean1 - mean2))
+          + xp.trace(cov1) + xp.trace(cov2) - 2.0 * xp.trace(cross))
 
 
 def gaussian_w2(mean1, cov1, mean2, cov2):
@@ -62,10 +91,7 @@ def gaussian_w2(mean1, cov1, mean2, cov2):
     if v.shape != s:
       raise ValueError(f"{n} must have shape {s} (D = mean1.shape[0] = {d}), "
                        f"got {v.shape}.")
-  s1 = _sqrtm_psd(cov1)
-  cross = _sqrtm_psd(s1 @ cov2 @ s1)
-  w2sq = (jnp.sum(jnp.square(mean1 - mean2))
-          + jnp.trace(cov1) + jnp.trace(cov2) - 2.0 * jnp.trace(cross))
+  w2sq = _w2_squared(mean1, cov1, mean2, cov2)
   return jnp.sqrt(jnp.maximum(w2sq, 0.0))
 
 
