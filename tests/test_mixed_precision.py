@@ -9,6 +9,7 @@ Variational Diffusion Models, arXiv:2107.00630) in float32.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import vdm_tiny
 from vdm_jax import train
@@ -50,6 +51,7 @@ def _floating_dtypes(tree):
           if jnp.issubdtype(x.dtype, jnp.floating)}
 
 
+@pytest.mark.slow  # compiles a whole train step
 def test_train_step_bfloat16_compute_float32_state_schedule_and_loss():
   config, vdm, optimizer, state, batch = _setup("bfloat16")
   step = jax.jit(lambda s, b, r: train.train_step(s, b, r, vdm=vdm, optimizer=optimizer,
