@@ -21,14 +21,19 @@ def _setup(dtype):
   config.model.dtype = dtype
   vdm = train.build_vdm(config)
   optimizer = train.build_optimizer(config)
-  state = train.create_train_state(config, vdm, optimizer, jax.random.key(0))
-  # Leave the identity initialisation (zero output convs), or the network
-  # output is exactly 0 in any precision.
-  leaves, treedef = jax.tree.flatten(state.params)
-  keys = jax.random.split(jax.random.key(1), len(leaves))
-  params = jax.tree.unflatten(treedef, [
-      p + 0.05 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)])
-  state = state._replace(params=params)
+
+  @jax.jit
+  def init(key):
+    state = train.create_train_state(config, vdm, optimizer, key)
+    # Leave the identity initialisation (zero output convs), or the network
+    # output is exactly 0 in any precision.
+    leaves, treedef = jax.tree.flatten(state.params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    params = jax.tree.unflatten(treedef, [
+        p + 0.05 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)])
+    return state._replace(params=params)
+
+  state = init(jax.random.key(0))
   x = jax.random.randint(jax.random.key(2), (8, *config.data.image_shape), 0,
                          config.data.vocab_size)
   batch = {"image": x, "label": jnp.zeros((8,), jnp.int32)}
@@ -81,9 +86,9 @@ def test_train_step_bfloat16_compute_float32_state_schedule_and_loss():
 def test_unet_activations_are_bfloat16_output_float32():
   config, vdm, _, state, batch = _setup("bfloat16")
   z = jax.random.normal(jax.random.key(4), batch["image"].shape, jnp.float32)
-  out, inter = vdm.network.apply(
-      {"params": state.params["network"]}, z.astype(jnp.bfloat16), jnp.full((8,), 0.5),
-      capture_intermediates=True, mutable=["intermediates"])
+  out, inter = jax.jit(lambda p, z: vdm.network.apply(
+      {"params": p}, z.astype(jnp.bfloat16), jnp.full((8,), 0.5),
+      capture_intermediates=True, mutable=["intermediates"]))(state.params["network"], z)
   assert out.dtype == jnp.float32  # cast back before z + net(z) and the loss.
   # Every module's output inside the network (convs, norms, blocks, attention)
   # except the float32 time-embedding MLP (cond_dense*, before its cast).
