@@ -50,6 +50,7 @@ from vdm_jax.models import ScoreMLP
 from vdm_jax.models import UNet
 from vdm_jax.score_vae import metrics
 from vdm_jax.score_vae import training as score_vae_training
+from vdm_jax.sde import samplers
 from vdm_jax.sde import ScheduleVPSDE
 from vdm_jax.sde import VPSDE
 
@@ -592,10 +593,9 @@ def run(config, workdir):
   # a decoder that ignores the latent would score.
   t0 = time.time()
   prior_fn = lambda x, t: prior_score_apply(prior_params, x, t)
-  prior_only = jax.jit(lambda key: score_vae.sample_reverse_sde(
-      sde, prior_fn, key, sde.prior_sample(jax.random.fold_in(key, 1),
-                                           xte.shape),
-      n_steps=ec.sde_steps, t_min=config.sde.t_min, tweedie=ec.tweedie))(
+  prior_only = jax.jit(lambda key: samplers.pc_sample(
+      key, prior_fn, sde, xte.shape, n_steps=ec.sde_steps,
+      t_end=config.sde.t_min, tweedie=ec.tweedie)[0])(
           jax.random.fold_in(r_dec, 99))
   rows["prior samples, no latent"] = score_row(to_pixels(prior_only), *args)
   timings["prior_samples"] = time.time() - t0

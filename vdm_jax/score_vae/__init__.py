@@ -13,9 +13,6 @@ from vdm_jax.score_vae.correction import CorrectionMLP
 from vdm_jax.score_vae.correction import make_corrected_score
 from vdm_jax.score_vae.decoding import encode
 from vdm_jax.score_vae.decoding import make_decoder
-from vdm_jax.score_vae.decoding import sample_reverse_sde
-from vdm_jax.score_vae.decoding import solve_probability_flow
-from vdm_jax.score_vae.decoding import tweedie_denoise
 from vdm_jax.score_vae.encoder import ConvEncoder
 from vdm_jax.score_vae.encoder import MLPEncoder
 from vdm_jax.score_vae.encoder import gaussian_log_prob
@@ -57,10 +54,7 @@ __all__ = [
     "make_scorevae_terms",
     "make_vae_loss",
     "sample_latent",
-    "sample_reverse_sde",
     "score_from_eps",
     "score_from_vdm",
-    "solve_probability_flow",
-    "tweedie_denoise",
     "vae_reconstruct",
 ]
