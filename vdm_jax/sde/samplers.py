@@ -124,9 +124,8 @@ def _is_array_state(state):
 def _normal_like(key, state):
   """Standard normal draws shaped like `state` (an array or a pytree of arrays).
 
-  An array state draws from `key` itself, so array samplers keep the stream
-  they had before pytree states were supported; a pytree splits `key` over
-  its leaves.
+  An array state draws from `key` itself, which keeps `pc_sample`'s outputs
+  fixed for a given key; a pytree splits `key` over its leaves.
   """
   if _is_array_state(state):
     return jax.random.normal(key, state.shape, state.dtype)
