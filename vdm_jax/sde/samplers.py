@@ -273,8 +273,8 @@ def sample_reverse(rng, reverse, x_init, *, n_steps: int,
     mean = jax.tree.map(lambda v, f: v - f, x, rev_f)
     return _add_noise(mean, rev_g, xi), mean
 
-  def body(carry, i):
-    x, _ = carry
+  def body(carry, _):
+    i, (x, _) = carry
     t = jnp.full((b,), reverse.T - i * dt, jnp.float32)
     # Keys by step index (not a split chain), so a step's noise does not
     # depend on how many steps come before it.
@@ -284,9 +284,13 @@ def sample_reverse(rng, reverse, x_init, *, n_steps: int,
       x, mean = corrector_step(x, t, jax.random.fold_in(key, j + 1))
     if predictor != "none":
       x, mean = predictor_step(x, t, jax.random.fold_in(key, 0))
-    return (x, mean), None
+    return (i + 1, (x, mean)), None
 
-  (x, mean), _ = jax.lax.scan(body, (x_init, x_init), jnp.arange(n_steps))
+  # The step index rides in the carry (not in xs): XLA then compiles the loop
+  # as it compiles a static-trip `fori_loop`, so float results match those of
+  # the earlier fori_loop sampler to the bit.
+  (_, (x, mean)), _ = jax.lax.scan(
+      body, (jnp.asarray(0, jnp.int32), (x_init, x_init)), None, length=n_steps)
   n_pred = 0 if predictor == "none" else 1
   n_evals = n_steps * (n_pred + n_corr)
   if tweedie:
