@@ -67,8 +67,9 @@ def get_config(arg=None):
   c.train.log_every = 250
 
   c.sampling = ml_collections.ConfigDict()
-  # 'conditional': vdm_jax.conditional.sample_reverse; 'pc': the SDE toolkit's
-  # vdm_jax.sde.samplers.pc_sample (same reverse-diffusion predictor).
+  # Both are vdm_jax.sde.samplers.sample_reverse with the reverse-diffusion
+  # predictor; 'conditional' draws x_T from fold_in(key, 2), 'pc' (pc_sample)
+  # from split(key)[0], so the two give different draws.
   c.sampling.sampler = "conditional"
   c.sampling.n_steps = 200        # reverse-diffusion predictor steps
   c.sampling.corrector_steps = 0  # MSDiff: 1 Langevin step, snr 0.15

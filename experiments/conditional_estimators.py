@@ -7,7 +7,7 @@ For one task config this script
      input channels), the same optimiser, steps and batch, on VE SDEs
      (`vdm_jax.sde.VESDE`; MS-CDiffE's y on a slower VE SDE);
   3. samples `n_samples` x's per test condition with the same reverse-diffusion
-     sampler (`vdm_jax.conditional.sample_reverse`);
+     sampler (`vdm_jax.sde.samplers.sample_reverse`);
   4. scores them: PSNR and SSIM against the ground truth (mean over samples),
      consistency RMS(A(x_hat) - y) and diversity (per-pixel std across the
      samples of one y);
@@ -168,9 +168,11 @@ def sample(est, params, y, cfg, n_samples, x_channels, rng):
           n_corrector_steps=max(cfg.corrector_steps, 1), n_steps=cfg.n_steps,
           snr=cfg.snr, t_end=est.x_sde.eps)[0]
     init = est.x_sde.prior_sample(jax.random.fold_in(key, 2), shape)
-    return cond.sample_reverse(
+    return samplers.sample_reverse(
         key, est.x_sde.reverse(score_fn), init, n_steps=cfg.n_steps,
-        corrector_steps=cfg.corrector_steps, snr=cfg.snr)
+        predictor="reverse_diffusion",
+        corrector="langevin" if cfg.corrector_steps else "none",
+        n_corrector_steps=max(cfg.corrector_steps, 1), snr=cfg.snr)[0]
 
   out = np.asarray(draw(rng, y_rep))
   return np.clip(out, -1.0, 1.0).reshape((n_samples, n) + out.shape[1:])

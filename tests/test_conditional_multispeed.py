@@ -7,6 +7,7 @@ import pytest
 
 from vdm_jax import conditional as cond
 from vdm_jax.conditional import gaussian
+from vdm_jax.sde import samplers
 from vdm_jax.sde import sdes
 
 
@@ -115,8 +116,9 @@ def test_joint_reverse_sde_recovers_the_gaussian_data():
   v = jax.random.multivariate_normal(jax.random.key(3), mean, cov_t, (n,))
   cov_0 = jnp.linalg.inv(gaussian.joint_precision(p, 1, x_std=0.0, y_std=0.0)[0])
   for pf in (False, True):
-    out = jax.jit(lambda r, s: cond.sample_reverse(
-        r, joint.reverse(score, pf), s, n_steps=200))(
+    out = jax.jit(lambda r, s: samplers.sample_reverse(
+        r, joint.reverse(score, pf), s, n_steps=200,
+        predictor="reverse_diffusion")[0])(
             jax.random.key(5), (v[:, :2], v[:, 2:]))
     got = np.concatenate(out, -1)
     np.testing.assert_allclose(got.mean(0), mean, atol=0.08)

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vdm_jax import conditional as cond
 from vdm_jax.conditional import gaussian
 from vdm_jax.conditional import metrics
 from vdm_jax.conditional import tasks
 from vdm_jax.data import digits_arrays
+from vdm_jax.sde import samplers
 from vdm_jax.sde import sdes
 
 
@@ -106,9 +106,9 @@ def test_exact_posterior_sr_samples_are_consistent_with_y():
     return gaussian.conditional_score(p, x_t, jnp.broadcast_to(y, (n, 4)),
                                       x_scale=a, x_std=s)
 
-  draw = jax.jit(lambda r: cond.sample_reverse(
+  draw = jax.jit(lambda r: samplers.sample_reverse(
       r, sde.reverse(score), sde.prior_sample(jax.random.fold_in(r, 1), (n, 16)),
-      n_steps=300))
+      n_steps=300, predictor="reverse_diffusion")[0])
   samples = np.asarray(draw(jax.random.key(2)))
   m0, c0 = gaussian.posterior(p, y)
   np.testing.assert_allclose(samples.mean(0), m0[0], atol=0.05)

@@ -16,6 +16,8 @@ from vdm_jax import schedules
 from vdm_jax import score_vae
 from vdm_jax.model import VDM
 from vdm_jax.score_vae.linear_gaussian import random_model
+from vdm_jax.sde import samplers
+from vdm_jax.sde import score_fns
 from vdm_jax.sde import ScheduleVPSDE
 from vdm_jax.sde import VPSDE
 
@@ -87,7 +89,7 @@ def test_tweedie_denoise_is_exact_posterior_mean(t_val):
   lg = random_model(sde, d=3, k=2, seed=4)
   x = jax.random.normal(jax.random.key(5), (6, 3))
   t = jnp.full((6,), t_val)
-  got = jax.jit(functools.partial(score_vae.tweedie_denoise, sde,
+  got = jax.jit(functools.partial(score_fns.tweedie_denoise, sde,
                                   lg.prior_score))(x, t)
   a, s = (float(v[0]) for v in sde.marginal_coeffs(t))
   gain = a * lg.S @ np.linalg.inv(a**2 * lg.S + s**2 * np.eye(3))
@@ -100,15 +102,20 @@ def test_tweedie_final_step_of_decoders():
   sde = VPSDE(eps=0.05)
   lg = random_model(sde, d=3, k=2, seed=6)
   x_T = jax.random.normal(jax.random.key(7), (4, 3))
-  plain = score_vae.solve_probability_flow(sde, lg.prior_score, x_T, n_steps=20)
-  tw = score_vae.solve_probability_flow(sde, lg.prior_score, x_T, n_steps=20,
-                                        tweedie=True)
+  ode = functools.partial(samplers.ode_sample, jax.random.key(0), lg.prior_score,
+                          sde, x_T.shape, solver="heun", n_steps=20, t_end=None,
+                          x_init=x_T)
+  plain, n_plain = ode()
+  tw, n_tw = ode(tweedie=True)
+  assert int(n_tw) == int(n_plain) + 1
   a, s = (float(v[0]) for v in sde.marginal_coeffs(jnp.array([0.05])))
   gain = a * lg.S @ np.linalg.inv(a**2 * lg.S + s**2 * np.eye(3))
   np.testing.assert_allclose(tw, plain @ gain.T, rtol=1e-4, atol=1e-5)
-  out = score_vae.sample_reverse_sde(sde, lg.prior_score, jax.random.key(8),
-                                     x_T, n_steps=10, tweedie=True)
+  out, n_evals = samplers.pc_sample(jax.random.key(8), lg.prior_score, sde,
+                                    x_T.shape, n_steps=10, t_end=None,
+                                    x_init=x_T, tweedie=True)
   assert out.shape == x_T.shape and bool(jnp.all(jnp.isfinite(out)))
+  assert int(n_evals) == 11
 
 
 def test_vdm_checkpoint_mismatch_raises():

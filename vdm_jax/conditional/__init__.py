@@ -2,8 +2,9 @@
 
 Modules: `multispeed` (joint SDE of (x, y) with separate speeds), `estimators`
 (losses and sampling-time scores), `gaussian` (closed forms for jointly Gaussian
-(x, y)), `sampling` (reverse-SDE sampler), `tasks` (super-resolution,
-inpainting, edges) and `metrics` (PSNR, SSIM, consistency, diversity).
+(x, y)), `tasks` (super-resolution, inpainting, edges) and `metrics` (PSNR,
+SSIM, consistency, diversity). Sampling uses `vdm_jax.sde.samplers.sample_reverse`,
+which takes the joint reverse process of a `MultiSpeedSDE` (pytree state).
 """
 
 from vdm_jax.conditional import gaussian
@@ -22,7 +23,6 @@ from vdm_jax.conditional.estimators import make_estimator
 from vdm_jax.conditional.multispeed import JointReverseSDE
 from vdm_jax.conditional.multispeed import MultiSpeedSDE
 from vdm_jax.conditional.multispeed import noise_to_signal
-from vdm_jax.conditional.sampling import sample_reverse
 
 __all__ = [
     "ESTIMATORS",
@@ -39,7 +39,6 @@ __all__ = [
     "make_estimator",
     "metrics",
     "noise_to_signal",
-    "sample_reverse",
     "tasks",
     "training",
 ]

@@ -23,9 +23,6 @@ from vdm_jax.score_vae.data import load_images
 from vdm_jax.score_vae.data import make_scaling
 from vdm_jax.score_vae.decoding import encode
 from vdm_jax.score_vae.decoding import make_decoder
-from vdm_jax.score_vae.decoding import sample_reverse_sde
-from vdm_jax.score_vae.decoding import solve_probability_flow
-from vdm_jax.score_vae.decoding import tweedie_denoise
 from vdm_jax.score_vae.encoder import ConvEncoder
 from vdm_jax.score_vae.encoder import MLPEncoder
 from vdm_jax.score_vae.encoder import gaussian_log_prob
@@ -107,16 +104,13 @@ __all__ = [
     "reconstruction_metrics",
     "sample_latent",
     "sample_prior",
-    "sample_reverse_sde",
     "score_from_eps",
     "score_from_vdm",
     "scorevae_decoders",
-    "solve_probability_flow",
     "train_dsm_prior",
     "train_or_load_dsm_prior",
     "train_scorevae",
     "train_scorevae_plus",
     "train_vae",
-    "tweedie_denoise",
     "vae_reconstruct",
 ]

@@ -23,6 +23,7 @@ import numpy as np
 from vdm_jax.score_vae import conditional_score
 from vdm_jax.score_vae import decoding
 from vdm_jax.score_vae import encoder as encoder_lib
+from vdm_jax.sde import samplers
 
 
 def map_batches(fn: Callable, x, batch_size: int, *args) -> np.ndarray:
@@ -92,13 +93,12 @@ def sample_prior(sde, prior_score_apply: Callable, prior_params, shape, rng, *,
                  n_steps: int, t_min: float, tweedie: bool):
   """Unconditional samples of the prior with the decoders' reverse-SDE sampler.
 
-  What a decoder that ignores the latent would return; the start x_T is drawn
-  from `fold_in(rng, 1)`, the sampler's noise from `rng`.
+  What a decoder that ignores the latent would return (`vdm_jax.sde.samplers.pc_sample`,
+  Euler-Maruyama from `t = T` down to `t_min`).
   """
   prior_fn = lambda x, t: prior_score_apply(prior_params, x, t)
-  return jax.jit(lambda key: decoding.sample_reverse_sde(
-      sde, prior_fn, key, sde.prior_sample(jax.random.fold_in(key, 1), shape),
-      n_steps=n_steps, t_min=t_min, tweedie=tweedie))(rng)
+  return jax.jit(lambda key: samplers.pc_sample(
+      key, prior_fn, sde, shape, n_steps=n_steps, t_end=t_min, tweedie=tweedie)[0])(rng)
 
 
 def mean_kl(encoder, params, x) -> float:

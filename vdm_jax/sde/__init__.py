@@ -25,7 +25,9 @@ from vdm_jax.sde.samplers import ddim_sample
 from vdm_jax.sde.samplers import ode_sample
 from vdm_jax.sde.samplers import euler_maruyama_step
 from vdm_jax.sde.samplers import pc_sample
+from vdm_jax.sde.samplers import sample_reverse
 from vdm_jax.sde.score_fns import make_score_fn
+from vdm_jax.sde.score_fns import tweedie_denoise
 from vdm_jax.sde.sdes import check_time
 from vdm_jax.sde.sdes import ReverseSDE
 from vdm_jax.sde.sdes import ScheduleVPSDE
@@ -54,6 +56,7 @@ __all__ = [
     "euler_maruyama_step",
     "pc_sample",
     "ReverseSDE",
+    "sample_reverse",
     "samplers",
     "ScheduleVPSDE",
     "score_fns",
@@ -61,6 +64,7 @@ __all__ = [
     "sdes",
     "SubVPSDE",
     "training",
+    "tweedie_denoise",
     "VESDE",
     "VPSDE",
 ]

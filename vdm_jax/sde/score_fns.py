@@ -130,6 +130,36 @@ def make_score_fn(sde: sdes.SDE, model_fn: Callable, *,
   return score_fn
 
 
+def tweedie_denoise(sde: sdes.SDE, score_fn: Callable, x, t):
+  """Posterior mean of the clean data from a noisy state (Tweedie's formula).
+
+  .. math::
+
+    \\mathbb{E}[x_0 \\mid x_t] = \\big(x_t + s_t^2\\, \\nabla_{x_t} \\log p_t(x_t)\\big)
+    / a_t
+
+  for the Gaussian kernel p_0t(x_t | x_0) = N(a_t x_0, s_t^2 I) (Song et al.
+  2021, arXiv 2011.13456, App. B); with a conditional score s(x_t, z, t) it is
+  E[x_0 | x_t, z]. As the last step of a sampler it removes the noise left at
+  t_end instead of keeping it.
+
+  Args:
+    sde: the forward SDE (`marginal_coeffs`).
+    score_fn: `(x [B, ...], t [B]) -> [B, ...]`.
+    x: `[B, ...]` state at time `t`.
+    t: `[B]` times.
+
+  Returns:
+    `[B, ...]` the denoised mean.
+  """
+  _checks.check_min_rank(x, 2, "x [B, ...]")
+  _checks.check_rank(t, 1, "t [B]")
+  _checks.check_batch(t, x, "t", "x")
+  a, s = sde.marginal_coeffs(t)
+  a, s = _checks.broadcast_to_data(a, x), _checks.broadcast_to_data(s, x)
+  return (x + jnp.square(s) * score_fn(x, t)) / a
+
+
 def gaussian_mixture_score(means, covs, log_weights, sde: sdes.SDE):
   """Exact score of p_t for Gaussian-mixture data under a linear SDE.
 
