@@ -189,7 +189,8 @@ def test_forward_dequantized_bound_is_tight_with_exact_score():
           jax.random.key(0), x_int)
   want = -np.log2(p[grid]).mean(-1)
   np.testing.assert_allclose(bpd, want, atol=5e-3)
-  assert np.all(np.asarray(terms["reconstruction"]) < 1e-6)
+  # ~0 nats up to float32 rounding (1.3e-6 seen, depending on XLA:CPU fusion).
+  assert np.all(np.asarray(terms["reconstruction"]) < 1e-5)
   assert int(nfe) > 10
   # A wrong model (uniform weights) is charged log2 V = 2 bits per dim.
   score_u, _ = score_fns.gaussian_mixture_score(means, covs,

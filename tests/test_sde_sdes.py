@@ -125,10 +125,10 @@ def test_schedule_vp_matches_vdm_forward_process(gamma_fn):
   t = jnp.linspace(0., 1., 6)
   x = jax.random.normal(jax.random.key(1), (6, 3, 2))
   mean, std = jax.jit(sde.marginal)(x, t)
-  g = gamma_fn(t)
+  g = gamma_fn(t)  # op by op: float32 rounding differs from the jitted, fused path.
   np.testing.assert_allclose(mean, schedules.alpha(g)[:, None, None] * x,
-                             rtol=1e-6)
-  np.testing.assert_allclose(std, schedules.sigma(g), rtol=1e-6)
+                             rtol=1e-5)
+  np.testing.assert_allclose(std, schedules.sigma(g), rtol=1e-5)
   # beta(t) = sigma_t^2 gamma'(t) = -2 d/dt log alpha_t.
   dlog_alpha = jax.jit(jax.vmap(jax.grad(lambda tt: jnp.log(schedules.alpha(
       gamma_fn(tt))))))(t)
