@@ -14,8 +14,8 @@ from tests import params as params_lib
 def test_unet_shapes_identity_init_and_levels():
   net = UNet(ch=16, n_blocks=1, ch_mult=(1, 2), dropout=0.0, attn_resolutions=(4,))
   z = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-  params = net.init(jax.random.key(1), z, jnp.zeros(2))
-  out = net.apply(params, z, jnp.array([0.1, 0.9]))
+  params = jax.jit(net.init)(jax.random.key(1), z, jnp.zeros(2))
+  out = jax.jit(net.apply)(params, z, jnp.array([0.1, 0.9]))
   assert out.shape == z.shape and out.dtype == jnp.float32
   np.testing.assert_allclose(out, 0.0)  # zero-initialised output layer.
 
@@ -23,10 +23,11 @@ def test_unet_shapes_identity_init_and_levels():
 def test_unet_bfloat16_compute_and_dropout_rng():
   net = UNet(ch=16, n_blocks=1, dropout=0.5, dtype=jnp.bfloat16)
   z = jnp.ones((2, 4, 4, 1))
-  params = net.init(jax.random.key(0), z, jnp.zeros(2))
+  params = jax.jit(net.init)(jax.random.key(0), z, jnp.zeros(2))
   params = jax.tree.map(lambda p: p + 0.01, params)  # leave the identity init
-  a = net.apply(params, z, jnp.zeros(2), train=True, rngs={"dropout": jax.random.key(1)})
-  b = net.apply(params, z, jnp.zeros(2), train=True, rngs={"dropout": jax.random.key(2)})
+  apply = jax.jit(lambda p, key: net.apply(p, z, jnp.zeros(2), train=True,
+                                           rngs={"dropout": key}))
+  a, b = apply(params, jax.random.key(1)), apply(params, jax.random.key(2))
   assert a.dtype == jnp.float32 and not np.allclose(a, b)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
 
@@ -78,9 +79,11 @@ def test_unet_output_depends_on_time_and_label(ch):
              fourier_exponents=(), num_classes=10)
   z = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
   lab = jnp.array([3, 3])
-  params = net.init(jax.random.key(1), z, jnp.zeros((2,)), label=lab)
+  # jitted: op-by-op dispatch of a UNet compiles every op on its own.
+  params = jax.jit(net.init)(jax.random.key(1), z, jnp.zeros((2,)), label=lab)
   params = params_lib.perturb(params, seed=2)
-  out = lambda t, y: net.apply(params, z, jnp.full((2,), t), label=jnp.full((2,), y))
+  out = jax.jit(lambda t, y: net.apply(params, z, jnp.full((2,), t),
+                                       label=jnp.full((2,), y)))
   base = out(0.2, 3)
   assert float(jnp.max(jnp.abs(out(0.8, 3) - base))) > 1e-3
   assert float(jnp.max(jnp.abs(out(0.2, 7) - base))) > 1e-3
