@@ -34,13 +34,18 @@ def make_grid(images, *, ncols: int | None = None, pad: int = 1, scale: int = 1)
   return grid
 
 
+def grid_image(images, *, vocab_size: int = 256, ncols=None, scale: int | None = None):
+  """Integer images `[N, H, W, C]` as one uint8 `[H', W', C]` grid (small images enlarged)."""
+  images = to_uint8(images, vocab_size)
+  scale = scale or max(1, 128 // max(images.shape[1:3]))
+  return make_grid(images, ncols=ncols, scale=scale)
+
+
 def save_grid(images, path: str, *, vocab_size: int = 256, ncols=None,
               scale: int | None = None) -> str:
   """Writes integer images as a PNG grid (small images are enlarged); returns path."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  images = to_uint8(images, vocab_size)
-  scale = scale or max(1, 128 // max(images.shape[1:3]))
-  grid = make_grid(images, ncols=ncols, scale=scale)
+  grid = grid_image(images, vocab_size=vocab_size, ncols=ncols, scale=scale)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
   return path

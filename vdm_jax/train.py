@@ -322,6 +322,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     result["samples_png"] = images_lib.save_grid(
         samples, os.path.join(workdir, f"samples_step{run.step}.png"),
         vocab_size=config.data.vocab_size)
+    writer.write_image(run.step, "samples", images_lib.grid_image(
+        samples, vocab_size=config.data.vocab_size))
+  writer.close()
   return result
 
 
@@ -333,8 +336,9 @@ def run_eval(config, workdir: str) -> float:
   params = replicate(params)
   bpd = evaluate(config, vdm, params, p_eval_step,
                  jax.random.split(jax.random.key(config.seed), 4)[2])
-  training.metrics_log.MetricsWriter(workdir, active=jax.process_index() == 0).write(
-      step, {"test_bpd": bpd}, prefix="eval_")
+  writer = training.metrics_log.MetricsWriter(workdir, active=jax.process_index() == 0)
+  writer.write(step, {"test_bpd": bpd}, prefix="eval_")
+  writer.close()
   return bpd
 
 

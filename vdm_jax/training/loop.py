@@ -340,5 +340,7 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
       bar.close()
     if manager is not None:
       manager.close()
+    if writer is not None:
+      writer.close()
   return TrainResult(unreplicate(state), step, last_metrics, history, preempted,
                      best[2], best[1], early_stopped)

@@ -11,12 +11,19 @@ JSONL across crashes, full disks and resumes:
   resume.
 
 `read` is the tolerant reader: it skips lines that do not parse.
+
+The same scalars (and sample grids, `MetricsWriter.write_image`) also go to
+TensorBoard event files in ``WORKDIR/tensorboard/`` when `tensorboardX` is
+installed (an optional dependency: ``pip install -e ".[tensorboard]"``); a
+resumed run purges the events logged after its checkpoint, as the JSONL does.
+View them with ``tensorboard --logdir WORKDIR``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 
 from absl import logging
 
@@ -61,17 +68,56 @@ def repair(path: str, resume_step: int) -> int:
   return dropped
 
 
-class MetricsWriter:
-  """Logs metrics with absl and appends them to ``workdir/metrics.jsonl`` (if `active`)."""
+def _summary_writer(logdir: str, purge_step: int | None):
+  """A tensorboardX `SummaryWriter`, or None (once logged) if it is not installed."""
+  global _WARNED_NO_TENSORBOARD
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    if not _WARNED_NO_TENSORBOARD:
+      logging.info("tensorboardX is not installed: metrics go to metrics.jsonl only "
+                   "(pip install tensorboardX for TensorBoard event files).")
+      _WARNED_NO_TENSORBOARD = True
+    return None
+  # Event files are named by the second they were opened in; the suffix keeps
+  # a resume within the same second from overwriting the first run's file.
+  return SummaryWriter(logdir, purge_step=purge_step,
+                       filename_suffix=f".{os.getpid()}.{uuid.uuid4().hex[:8]}")
 
-  def __init__(self, workdir: str, *, active: bool = True):
+
+_WARNED_NO_TENSORBOARD = False
+
+
+class MetricsWriter:
+  """Logs metrics with absl, to ``workdir/metrics.jsonl`` and to TensorBoard (if `active`).
+
+  Args:
+    workdir: the run's folder.
+    active: write files (process 0 of a multi-process run); other processes
+      only log.
+    tensorboard: also write TensorBoard events to ``workdir/tensorboard`` when
+      tensorboardX is installed.
+  """
+
+  def __init__(self, workdir: str, *, active: bool = True, tensorboard: bool = True):
     self.path = os.path.join(workdir, "metrics.jsonl")
+    self.tensorboard_dir = os.path.join(workdir, "tensorboard")
     self.active = active
+    self._tensorboard = tensorboard
+    self._tb = None
+
+  def _events(self, purge_step: int | None = None):
+    if self.active and self._tensorboard and self._tb is None:
+      self._tb = _summary_writer(self.tensorboard_dir, purge_step)
+      self._tensorboard = self._tb is not None
+    return self._tb
 
   def resume(self, step: int) -> None:
     """Repairs the file for a run (re)starting at `step` and marks a resume."""
     if not self.active:
       return
+    # Steps after `step` are replayed: TensorBoard drops the old ones too.
+    self._events(purge_step=int(step) if step > 0 else None)
     dropped = repair(self.path, step)
     if step > 0:
       if dropped:
@@ -85,6 +131,24 @@ class MetricsWriter:
         f"{k}={v:.5g}" for k, v in record.items() if k != "step"))
     if self.active:
       self._append(record)
+      events = self._events()
+      if events is not None:
+        for key, value in record.items():
+          if key != "step":
+            events.add_scalar(key, value, int(step))
+        events.flush()
+
+  def write_image(self, step: int, name: str, image) -> None:
+    """Adds an `[H, W, C]` uint8 image (e.g. a sample grid) to the TensorBoard events."""
+    events = self._events()
+    if events is not None:
+      events.add_image(name, image, int(step), dataformats="HWC")
+      events.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
 
   def _append(self, record: dict) -> None:
     data = (json.dumps(record) + "\n").encode()
