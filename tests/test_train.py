@@ -1,6 +1,7 @@
 """The training system end to end on the tiny digits config."""
 
 import json
+import importlib.util
 import os
 import subprocess
 import sys
@@ -41,6 +42,10 @@ def test_train_eval_sample_end_to_end(tmp_path):
   assert np.isfinite(result["test_bpd"]) and result["test_bpd"] > 0
   assert os.path.getsize(result["samples_png"]) > 100
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
+  if importlib.util.find_spec("tensorboardX"):  # TensorBoard: the bpd and the grid.
+    from tests.test_tensorboard import _events  # pylint: disable=g-import-not-at-top
+    tags = {(e.step, v.tag) for e in _events(tmp_path) for v in e.summary.value}
+    assert {(40, "loss"), (40, "eval_test_bpd"), (40, "samples")} <= tags, tags
   # eval and sample modes reload the checkpoint.
   np.testing.assert_allclose(train.run_eval(config, str(tmp_path)), result["test_bpd"],
                              rtol=1e-5)
