@@ -41,7 +41,13 @@ flags.DEFINE_string("input", None, "compress: PNG file(s) (comma-separated, or a
 flags.DEFINE_string("output", None, "compress: the output file; decompress: a .npy "
                     "path (PNG files are also written next to it).")
 flags.DEFINE_bool("jax_distributed", False,
-                  "Call jax.distributed.initialize() (multi-host TPU/GPU).")
+                  "Call jax.distributed.initialize() with the cluster's own settings "
+                  "(TPU pods, SLURM, ...); see --coordinator_address for explicit ones.")
+flags.DEFINE_string("coordinator_address", None,
+                    "Several processes: host:port of process 0's coordinator. "
+                    "Needs --num_processes and --process_id.")
+flags.DEFINE_integer("num_processes", None, "Several processes: how many in all.")
+flags.DEFINE_integer("process_id", None, "Several processes: this one's index, 0..N-1.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -81,6 +87,30 @@ def _parse_flags(argv):
     sys.exit(2)
 
 
+def _init_distributed(jax):
+  """Joins a multi-process run (every process runs the same command, its own id).
+
+  On CPU the processes' collectives go through gloo (TCP), so N processes on
+  one machine or on N machines behave as one process with all their devices.
+  """
+  explicit = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if any(v is not None for v in explicit):
+    if any(v is None for v in explicit):
+      raise app.UsageError("--coordinator_address, --num_processes and --process_id "
+                           "go together.")
+    if not 0 <= FLAGS.process_id < FLAGS.num_processes:
+      raise app.UsageError(f"--process_id={FLAGS.process_id} must be in "
+                           f"[0, --num_processes={FLAGS.num_processes}).")
+  elif not FLAGS.jax_distributed:
+    return
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(
+      coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
+      process_id=FLAGS.process_id,
+      # A process that dies makes the others fail within this, rather than hang.
+      heartbeat_timeout_seconds=int(os.environ.get("VDM_JAX_HEARTBEAT_TIMEOUT", 100)))
+
+
 def run_vdm(config, workdir, mode):
   from vdm_jax import train  # pylint: disable=g-import-not-at-top
   if mode == "train":
@@ -102,8 +132,7 @@ def main(argv):
   std_logging.getLogger("absl").addFilter(
       lambda r: r.levelno >= std_logging.WARNING or "orbax" not in r.pathname)
   import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.jax_distributed:
-    jax.distributed.initialize()
+  _init_distributed(jax)
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   config = FLAGS.config

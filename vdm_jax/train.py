@@ -164,9 +164,9 @@ def evaluate(config, vdm: VDM, params_replicated, p_eval_step, rng, *,
     if config.eval.max_batches and i >= config.eval.max_batches:
       break
     rngs = jax.random.split(jax.random.fold_in(rng, i), jax.local_device_count())
-    s, c = p_eval_step(params_replicated, batch, rngs)
-    total += float(s[0])
-    count += float(c[0])
+    s, c = training.first_replica(p_eval_step(params_replicated, batch, rngs))
+    total += float(s)
+    count += float(c)
   return total / count
 
 

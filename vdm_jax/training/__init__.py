@@ -22,6 +22,7 @@ from vdm_jax.training.loop import EarlyStopping
 from vdm_jax.training.loop import Resident
 from vdm_jax.training.loop import TrainResult
 from vdm_jax.training.loop import check_positive_int
+from vdm_jax.training.loop import first_replica
 from vdm_jax.training.loop import replicate
 from vdm_jax.training.loop import train
 from vdm_jax.training.loop import unreplicate
@@ -54,6 +55,7 @@ __all__ = [
     "check_positive_int",
     "chunked_rng",
     "ema",
+    "first_replica",
     "init_state",
     "learning_rate_schedule",
     "make_optimizer",

@@ -94,10 +94,25 @@ def replicate(tree, n: int):
   return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n, *np.shape(x))), tree)
 
 
+def _local_replica(x):
+  # x[0] of a multi-process pmap output is replica 0 of the *run*, which lives
+  # on process 0: indexing it elsewhere starts a cross-process gather. Every
+  # replica is the same after the step's pmean, so take this process's first.
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    shard = x.addressable_shards[0].data
+    return shard[0] if shard.ndim == x.ndim else shard
+  return x[0]
+
+
+def first_replica(tree):
+  """This process's first replica of a pmapped pytree (no cross-process traffic)."""
+  return jax.tree.map(_local_replica, tree)
+
+
 def unreplicate(tree):
   """Replica 0 of a pmapped pytree, as plain arrays on the first local device."""
   device = jax.local_devices()[0]
-  return jax.tree.map(lambda x: jax.device_put(x[0], device), tree)
+  return jax.tree.map(lambda x: jax.device_put(x, device), first_replica(tree))
 
 
 class _StopRequest:
@@ -205,6 +220,12 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
     raise ValueError(f"num_devices={num_devices} but only {len(devices)} local "
                      f"devices exist.")
   n = len(devices)
+  # Several processes: each maps its own devices, and pmap must be given every
+  # process's (its default) so that the step's pmean spans the whole run.
+  pmap_devices = devices if jax.process_count() == 1 else None
+  if pmap_devices is None and n != jax.local_device_count():
+    raise ValueError(f"num_devices={num_devices}: a multi-process run trains on every "
+                     f"local device ({jax.local_device_count()} here).")
 
   manager = None
   state = init_state
@@ -233,7 +254,7 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
 
   p_step = jax.pmap(step_fn if k == 1 else scanned, axis_name=AXIS,
                     in_axes=(0, None if resident else 0, None),
-                    devices=devices, donate_argnums=(0,))
+                    devices=pmap_devices, donate_argnums=(0,))
   if resident:
     data = tuple(jax.device_put(jnp.asarray(a), devices[0]) for a in batches.arrays)
     stream = None
@@ -250,14 +271,15 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
 
   def per_step(metrics):
     """Host metrics of one call as a list of per-step dicts."""
-    m = jax.device_get(jax.tree.map(lambda x: x[0], metrics))
+    m = jax.device_get(first_replica(metrics))
     if k == 1:
       return [m]
     return [{key: v[i] for key, v in m.items()} for i in range(k)]
   # Place the replicas as pmap outputs are placed: a host array here would
   # make the second call (fed the first call's output) compile the step again;
   # the sharding names the pmap axis, so the identity uses the same name.
-  state = jax.pmap(lambda s: s, axis_name=AXIS, devices=devices)(replicate(state, n))
+  state = jax.pmap(lambda s: s, axis_name=AXIS, devices=pmap_devices)(
+      replicate(state, n))
 
   def log(step, metrics, prefix=""):
     if writer is not None:
