@@ -24,8 +24,14 @@ def _flat_out(y):
 
 
 def _brute_logdet(fn, x):
-  jac = jax.jacfwd(lambda v: _flat_out(fn(v.reshape(x.shape))))(x.reshape(-1))
+  jac = jax.jit(jax.jacfwd(lambda v: _flat_out(fn(v.reshape(x.shape)))))(
+      x.reshape(-1))
   return jnp.linalg.slogdet(jac)[1]
+
+
+def _init(layer, x, cond=None):
+  return jax.jit(lambda k, v, c: layer.init(k, v, c, method="forward"))(
+      jax.random.key(0), x, cond)
 
 
 def _layers():
@@ -57,8 +63,7 @@ def test_inverse_and_logdet_match_brute_force(name):
   layer, cond_shape = _layers()[name]
   x = _x()
   cond = _cond_for(name, cond_shape, x)
-  params = params_lib.perturb(
-      layer.init(jax.random.key(0), x, cond, method="forward"), scale=0.2)
+  params = params_lib.perturb(_init(layer, x, cond), scale=0.2)
 
   fwd = jax.jit(lambda v: layer.apply(params, v, cond, method="forward"))
   inv = jax.jit(lambda y: layer.apply(params, y, cond, method="inverse"))
@@ -72,11 +77,11 @@ def test_inverse_and_logdet_match_brute_force(name):
 def test_logdet_is_per_example():
   layer = flows.FlowStep(hidden=8, seed=1)
   x = _x((3, 4, 4, 2))
-  params = params_lib.perturb(
-      layer.init(jax.random.key(0), x, method="forward"), scale=0.2)
-  _, logdet = layer.apply(params, x, method="forward")
+  params = params_lib.perturb(_init(layer, x), scale=0.2)
+  fwd = jax.jit(lambda v: layer.apply(params, v, method="forward"))
+  _, logdet = fwd(x)
   for i in range(3):
-    _, ld_i = layer.apply(params, x[i:i + 1], method="forward")
+    _, ld_i = fwd(x[i:i + 1])
     np.testing.assert_allclose(logdet[i], ld_i[0], rtol=1e-5, atol=1e-5)
 
 
@@ -101,8 +106,9 @@ def test_actnorm_data_init_standardises_the_batch():
 def test_coupling_starts_as_identity(scale_type):
   x = _x()
   layer = flows.AffineCoupling(hidden=8, scale_type=scale_type)
-  params = layer.init(jax.random.key(0), x, method="forward")
-  y, logdet = layer.apply(params, x, method="forward")
+  params = _init(layer, x)
+  y, logdet = jax.jit(lambda p, v: layer.apply(p, v, method="forward"))(
+      params, x)
   np.testing.assert_allclose(y, x, atol=1e-6)
   np.testing.assert_allclose(logdet, 0., atol=1e-6)
 
@@ -110,8 +116,9 @@ def test_coupling_starts_as_identity(scale_type):
 def test_invconv_starts_as_rotation():
   x = _x()
   layer = flows.InvConv1x1(seed=4)
-  params = layer.init(jax.random.key(0), x, method="forward")
-  y, logdet = layer.apply(params, x, method="forward")
+  params = _init(layer, x)
+  y, logdet = jax.jit(lambda p, v: layer.apply(p, v, method="forward"))(
+      params, x)
   np.testing.assert_allclose(logdet, 0., atol=1e-5)
   np.testing.assert_allclose(jnp.sum(y ** 2), jnp.sum(x ** 2), rtol=1e-5)
 
@@ -154,10 +161,10 @@ def test_coupling_output_depends_on_cond_and_inverts_with_it():
   x = _x()
   c1, c2 = _x((1, 4, 4, 3), seed=5), _x((1, 4, 4, 3), seed=6)
   layer = flows.AffineCoupling(hidden=8)
-  params = params_lib.perturb(
-      layer.init(jax.random.key(0), x, c1, method="forward"), scale=0.2)
-  y1, _ = layer.apply(params, x, c1, method="forward")
-  y2, _ = layer.apply(params, x, c2, method="forward")
+  params = params_lib.perturb(_init(layer, x, c1), scale=0.2)
+  fwd = jax.jit(lambda v, c: layer.apply(params, v, c, method="forward"))
+  y1, _ = fwd(x, c1)
+  y2, _ = fwd(x, c2)
   assert not np.allclose(y1, y2)
-  np.testing.assert_allclose(
-      layer.apply(params, y2, c2, method="inverse"), x, atol=2e-5)
+  inv = jax.jit(lambda v, c: layer.apply(params, v, c, method="inverse"))
+  np.testing.assert_allclose(inv(y2, c2), x, atol=2e-5)

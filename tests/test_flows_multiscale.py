@@ -22,7 +22,9 @@ def _flow_and_params(shape, levels=2, steps=2, cond_channels=None, seed=0):
   if cond_channels is not None:
     cond = tuple(_x((shape[0], shape[1] >> (i + 1), shape[2] >> (i + 1),
                      cond_channels), seed=10 + i) for i in range(levels))
-  params = params_lib.perturb(flow.init(jax.random.key(0), x, cond, method="forward"))
+  params = params_lib.perturb(jax.jit(
+      lambda k, v, c: flow.init(k, v, c, method="forward"))(
+          jax.random.key(0), x, cond))
   return flow, params, x, cond
 
 
@@ -48,8 +50,8 @@ def test_log_prob_matches_brute_force_jacobian():
     zs, _ = flow.apply(params, v.reshape(shape), method="forward")
     return jnp.concatenate([z.reshape(-1) for z in zs])
 
-  jac = jax.jacfwd(flat)(x.reshape(-1))
-  z = flat(x.reshape(-1))
+  jac = jax.jit(jax.jacfwd(flat))(x.reshape(-1))
+  z = jax.jit(flat)(x.reshape(-1))
   expected = (jnp.linalg.slogdet(jac)[1]
               - 0.5 * jnp.sum(z ** 2) - 0.5 * z.size * jnp.log(2 * jnp.pi))
   log_prob = jax.jit(lambda v: flow.apply(params, v, method="log_prob"))(x)
@@ -65,8 +67,8 @@ def test_sampling_temperature_zero_is_deterministic():
   b = sample(jax.random.key(2), 0.)
   np.testing.assert_array_equal(a, b)
   zeros = tuple(jnp.zeros(s) for s in flows.latent_shapes(shape, 2))
-  np.testing.assert_allclose(a, flow.apply(params, zeros, method="inverse"),
-                             atol=1e-6)
+  inverse = jax.jit(lambda z: flow.apply(params, z, method="inverse"))
+  np.testing.assert_allclose(a, inverse(zeros), atol=1e-6)
   c = sample(jax.random.key(1), 1.)
   d = sample(jax.random.key(2), 1.)
   assert c.shape == shape and not np.allclose(c, d)
@@ -85,7 +87,7 @@ def test_bad_shapes_raise_by_name():
   with pytest.raises(ValueError, match="divisible by 2\\^levels"):
     flows.latent_shapes((1, 6, 8, 1), 2)
   flow, params, x, _ = _flow_and_params((1, 8, 8, 1))
-  zs, _ = flow.apply(params, x, method="forward")
+  zs, _ = jax.jit(lambda v: flow.apply(params, v, method="forward"))(x)
   with pytest.raises(ValueError, match="zs must hold 2 latents"):
     flow.apply(params, zs[:1], method="inverse")
   with pytest.raises(ValueError, match="one image per level"):

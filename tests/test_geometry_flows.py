@@ -10,19 +10,17 @@ import pytest
 from vdm_jax.geometry import flows
 from vdm_jax.geometry import pullback
 from vdm_jax.geometry import toy_densities
+from tests import params as params_lib
 
 
 def _random_flow(dim, n_steps=4, seed=0, mask_type="alternating"):
   model = flows.RealNVP(dim=dim, n_steps=n_steps, hidden=16, n_blocks=1,
                         mask_type=mask_type)
-  params = flows.init_flow(model, jax.random.key(seed))
+  params = jax.jit(functools.partial(flows.init_flow, model))(
+      jax.random.key(seed))
   # The output layers are zero-initialised (identity flow); perturb every
   # parameter so the test exercises non-trivial scales and shifts.
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
-  leaves = [p + 0.15 * jax.random.normal(k, p.shape) for p, k in
-            zip(leaves, keys)]
-  return model, jax.tree.unflatten(treedef, leaves)
+  return model, params_lib.perturb(params, seed=seed + 1, scale=0.15)
 
 
 @pytest.mark.parametrize("dim,mask_type", [(3, "alternating"), (5, "random")])
@@ -61,9 +59,10 @@ def test_coupling_masks():
 
 def test_init_flow_is_identity():
   model = flows.RealNVP(dim=3, n_steps=2, hidden=8, n_blocks=1)
-  params = flows.init_flow(model, jax.random.key(0))
+  params = jax.jit(functools.partial(flows.init_flow, model))(
+      jax.random.key(0))
   x = jax.random.normal(jax.random.key(1), (4, 3))
-  z, log_det = model.apply(params, x)
+  z, log_det = jax.jit(model.apply)(params, x)
   np.testing.assert_allclose(z, x, atol=1e-7)
   np.testing.assert_allclose(log_det, 0.0, atol=1e-7)
 
@@ -111,15 +110,16 @@ def test_flow_bad_input_dimension():
                                   "sinusoid_2_6"])
 def test_toy_densities_are_volume_preserving(name):
   dens = toy_densities.get_density(name)
-  x = toy_densities.sample(dens, jax.random.key(0), 64)
+  x = jax.jit(lambda r: toy_densities.sample(dens, r, 64))(jax.random.key(0))
   assert x.shape == (64, dens.dim)
-  np.testing.assert_allclose(jax.vmap(dens.phi_inv)(jax.vmap(dens.phi)(x)), x,
-                             atol=1e-5)
-  jac = jax.vmap(jax.jacfwd(dens.phi))(x)
+  np.testing.assert_allclose(
+      jax.jit(lambda v: jax.vmap(dens.phi_inv)(jax.vmap(dens.phi)(v)))(x), x,
+      atol=1e-5)
+  jac = jax.jit(jax.vmap(jax.jacfwd(dens.phi)))(x)
   np.testing.assert_allclose(jnp.linalg.det(jac), 1.0, atol=1e-5)
   # The latent codes have variance a (the density is exactly N(phi(x); 0, A)).
-  z = toy_densities.sample(dens, jax.random.key(1), 4000)
-  var = jnp.var(jax.vmap(dens.phi)(z), axis=0)
+  z = jax.jit(lambda r: toy_densities.sample(dens, r, 4000))(jax.random.key(1))
+  var = jax.jit(lambda v: jnp.var(jax.vmap(dens.phi)(v), axis=0))(z)
   np.testing.assert_allclose(var, dens.diag_a, rtol=0.15)
 
 
@@ -167,8 +167,8 @@ def test_hemisphere_has_its_known_dimension():
 def test_sphere_normal_coordinates_of_an_arc():
   """k = 1: the normal coordinate at the mean is theta_1 - mean (an arc)."""
   man = toy_densities.hemisphere(1, 4, seed=3)
-  theta = man.sample_params(jax.random.key(0), 20000)
-  x = jax.vmap(man.chart)(theta)
+  theta = jax.jit(lambda r: man.sample_params(r, 20000))(jax.random.key(0))
+  x = jax.jit(jax.vmap(man.chart))(theta)
   var = toy_densities.sphere_normal_coordinate_variances(x, man.embedding)
   assert var.shape == (2,)
   # (pi/2) Beta(5, 5) has variance (pi/2)^2 * 25 / (100 * 11) = 0.0561.

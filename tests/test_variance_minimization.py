@@ -14,7 +14,7 @@ def _setup(schedule, num_steps=0):
                                                  zero_init_output=False),
             vocab_size=5, num_steps=num_steps)
   x = jax.random.randint(jax.random.key(0), (8, 3), 0, 5)
-  params = vdm.init(jax.random.key(1), x)
+  params = jax.jit(vdm.init)(jax.random.key(1), x)
   return vdm, params, x
 
 
@@ -33,12 +33,12 @@ def test_variance_rule_matches_direct_gradients(num_steps):
   rng = jax.random.key(2)
   loss, metrics, grads = jax.jit(
       lambda p: vm.vlb_loss_and_grads(vdm, p, rng, x, variance_minimization=True))(params)
-  ref_loss, ref_grads = jax.value_and_grad(
-      lambda p: vm.vlb_loss(vdm, p, rng, x)[0])(params)
+  ref_loss, ref_grads = jax.jit(jax.value_and_grad(
+      lambda p: vm.vlb_loss(vdm, p, rng, x)[0]))(params)
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
   _assert_trees_close(grads["network"], ref_grads["network"])
   for name in ("gamma_0", "width"):
-    # jit vs eager float32 round-off of sums with large expm1 weights (T = 10).
+    # float32 round-off of sums with large expm1 weights (T = 10).
     np.testing.assert_allclose(grads["schedule"][name], ref_grads["schedule"][name],
                                rtol=1e-3)
 
@@ -51,7 +51,7 @@ def test_variance_rule_matches_direct_gradients(num_steps):
                                      train=True, label=None, dtype=jnp.float32)
     return jnp.mean((diff * vm._bpd_scale(x)) ** 2)
 
-  sq_grads = jax.grad(mean_sq)(params["schedule"])
+  sq_grads = jax.jit(jax.grad(mean_sq))(params["schedule"])
   _assert_trees_close(grads["schedule"]["shape"], sq_grads["shape"])
   # And it really is a different gradient from the plain VLB one.
   diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
@@ -63,8 +63,9 @@ def test_variance_rule_matches_direct_gradients(num_steps):
 def test_without_rule_all_gradients_are_the_vlb_gradient():
   vdm, params, x = _setup(schedules.MonotoneNetSchedule(n_features=8))
   rng = jax.random.key(3)
-  _, _, grads = vm.vlb_loss_and_grads(vdm, params, rng, x, variance_minimization=False)
-  ref = jax.grad(lambda p: vm.vlb_loss(vdm, p, rng, x)[0])(params)
+  _, _, grads = jax.jit(lambda p: vm.vlb_loss_and_grads(
+      vdm, p, rng, x, variance_minimization=False))(params)
+  ref = jax.jit(jax.grad(lambda p: vm.vlb_loss(vdm, p, rng, x)[0]))(params)
   _assert_trees_close(grads, ref)
 
 
@@ -73,14 +74,14 @@ def test_without_rule_all_gradients_are_the_vlb_gradient():
 def test_schedules_without_shape_params(schedule):
   vdm, params, x = _setup(schedule)
   rng = jax.random.key(4)
-  _, _, grads = vm.vlb_loss_and_grads(vdm, params, rng, x)
-  ref = jax.grad(lambda p: vm.vlb_loss(vdm, p, rng, x)[0])(params)
+  _, _, grads = jax.jit(lambda p: vm.vlb_loss_and_grads(vdm, p, rng, x))(params)
+  ref = jax.jit(jax.grad(lambda p: vm.vlb_loss(vdm, p, rng, x)[0]))(params)
   _assert_trees_close(grads, ref)
 
 
 def test_metrics_add_up():
   vdm, params, x = _setup(schedules.FixedLinearSchedule())
-  loss, m = vm.vlb_loss(vdm, params, jax.random.key(5), x)
+  loss, m = jax.jit(lambda p: vm.vlb_loss(vdm, p, jax.random.key(5), x))(params)
   np.testing.assert_allclose(loss, m["diffusion_bpd"] + m["prior_bpd"] + m["recon_bpd"], rtol=1e-6)
   # Bins 0.4 apart at gamma_0 = -13.3: reconstruction is essentially free.
   assert m["recon_bpd"] >= 0 and m["prior_bpd"] > 0
@@ -96,10 +97,11 @@ def test_bfloat16_network_under_jit_grad_and_vmap():
               network=UNet(ch=8, n_blocks=1, dropout=0.0, fourier_exponents=(3,),
                            dtype=jnp.bfloat16), vocab_size=17)
   x = jax.random.randint(jax.random.key(0), (4, 4, 4, 1), 0, 17)
-  params = vdm32.init(jax.random.key(1), x)
-  params = jax.tree.map(lambda p: p + 0.01, params)  # leave the identity init
+  # Leave the identity init.
+  params = jax.jit(lambda k: jax.tree.map(lambda p: p + 0.01, vdm32.init(k, x)))(
+      jax.random.key(1))
   rng = jax.random.key(2)
-  loss32, _ = vm.vlb_loss(vdm32, params, rng, x)
+  loss32, _ = jax.jit(lambda p: vm.vlb_loss(vdm32, p, rng, x))(params)
   loss16, grads = jax.jit(jax.value_and_grad(
       lambda p: vm.vlb_loss(vdm16, p, rng, x, dtype=jnp.bfloat16)[0]))(params)
   assert loss16.dtype == jnp.float32
@@ -107,7 +109,7 @@ def test_bfloat16_network_under_jit_grad_and_vmap():
   assert all(g.dtype == jnp.float32 and np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   # Per-example terms vmap over independent keys.
   keys = jax.random.split(rng, 3)
-  per_key = jax.vmap(lambda k: vdm32.vlb_terms(params, k, x).total)(keys)
+  per_key = jax.jit(jax.vmap(lambda k: vdm32.vlb_terms(params, k, x).total))(keys)
   assert per_key.shape == (3, 4) and np.all(np.isfinite(per_key))
 
 
