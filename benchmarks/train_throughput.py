@@ -4,19 +4,39 @@
       --steps=50 --out=results/throughput_cifar10.json
   python -m benchmarks.train_throughput --config=configs/vdm_cifar10.py \\
       --config.model.dtype=bfloat16
+  python -m benchmarks.train_throughput --config=configs/vdm_cifar10.py \\
+      --shape=issue --bare --rounds=7 --steps=3
 
 Measures compile time, the steady-state step time (back-to-back steps, one
 sync at the end, as in training), images/s, peak device memory and the XLA
 FLOP count of one step; writes JSON and prints a table. Data are random
 integers of the config's shape, so no dataset is needed.
+
+``--bare`` also builds a *bare* step from the same network and loss, the
+minimal step of the VDM reference code: ``vlb_loss`` -> ``jax.value_and_grad``
+-> ``optax.adamw(b2=0.99, weight_decay=0.01)`` -> a plain EMA of the
+parameters, jitted with the state donated; by default its reconstruction term
+is the reference code's (`reference_vlb_loss`, ``--bare_decoder``). No
+clipping, no learning-rate warm-up, no variance-minimising schedule gradient, no metrics beyond the loss.
+The engine step (what `vdm_jax.training.train` runs: pmap over the local
+devices, state donated) and the bare step are then timed in the same process in
+interleaved rounds (round r times `--steps` back-to-back calls of each, in
+alternating order), and the table reports the median over rounds of the wall
+time and of the process CPU time per step, and their ratio. The machine's load
+drifts; interleaving and medians keep the comparison fair.
+
+``--shape=issue`` sets a small CIFAR-shaped model: 32x32x3 images, batch 16,
+a 32-channel UNet with 4 blocks, no attention, dropout 0.1, learned linear
+schedule, continuous time (the other fields from `--config`).
+
 Reference point: the VDM reference implementation (Kingma et al., Variational
 Diffusion Models, https://arxiv.org/abs/2107.00630, 2021) was measured to train
 the CIFAR-10 model (batch 128) at ~770 images/s on one H100, 26.1 GiB peak.
 """
 
-import functools
 import json
 import os
+import statistics
 import time
 
 from absl import app
@@ -24,17 +44,124 @@ from absl import flags
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
-flags.DEFINE_integer("steps", 20, "Timed steps.")
+flags.DEFINE_integer("steps", 20, "Timed steps (per round with --bare).")
 flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds (--bare).")
+flags.DEFINE_bool("bare", False, "Also time a bare step of the same network and loss.")
+flags.DEFINE_enum("bare_decoder", "reference", ["reference", "ours"],
+                  "Reconstruction term of the bare step: 'reference' computes the "
+                  "log-softmax of all V decoder logits and differentiates through "
+                  "it (as the VDM reference code does); 'ours' uses "
+                  "vdm_jax.losses.reconstruction_loss.")
+flags.DEFINE_enum("shape", "config", ["config", "issue"],
+                  "'issue': 32x32x3, batch 16, UNet 32 ch x 4 blocks (see docstring).")
 flags.DEFINE_string("out", "results/train_throughput.json", "JSON output path.")
 FLAGS = flags.FLAGS
+
+
+def apply_shape(config, shape: str):
+  """The config with the `--shape` preset applied (a copy when it changes)."""
+  if shape == "config":
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.data.image_shape = (32, 32, 3)
+    config.data.vocab_size = 256
+    config.training.batch_size = 16
+    config.model.ch = 32
+    config.model.n_blocks = 4
+    config.model.ch_mult = (1,)
+    config.model.attn_in_blocks = False
+    config.model.dropout = 0.1
+    config.model.fourier_exponents = (7, 8)
+    config.model.schedule = "learned_linear"
+    config.model.num_steps = 0
+    config.model.class_conditional = False
+  return config
+
+
+def reference_vlb_loss(vdm, params, rng, x_int, *, dtype):
+  """`vdm_jax.variance_minimization.vlb_loss` with the reference decoder term.
+
+  The same random draws, network and diffusion and prior terms; the
+  reconstruction term is -log_softmax(decoder_logits)[x] over all V values,
+  differentiated by autodiff through the `[B, ..., V]` logits, as in the VDM
+  reference code (Kingma et al., 2021, App. A).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from vdm_jax import losses  # pylint: disable=g-import-not-at-top
+  from vdm_jax import variance_minimization as vm  # pylint: disable=g-import-not-at-top
+  f = losses.encode_discrete(x_int, vdm.vocab_size)
+  draws = vm._draw(vdm, rng, f.shape)  # pylint: disable=protected-access
+  sched_vals = vm._schedule_outputs(vdm, params["schedule"], draws.t)  # pylint: disable=protected-access
+  diff = vm._per_example_diffusion(  # pylint: disable=protected-access
+      vdm, params["network"], sched_vals, f, draws, train=True, label=None,
+      dtype=dtype)
+  gamma_fn = vdm.gamma_fn(params)
+  g0 = gamma_fn(jnp.zeros((), jnp.float32))
+  g1 = gamma_fn(jnp.ones((), jnp.float32))
+  prior = losses.prior_kl(f, g1)
+  z0_rescaled = f + jnp.exp(0.5 * g0) * draws.eps_0
+  logp = jax.nn.log_softmax(losses.decoder_logits(z0_rescaled, g0, vdm.vocab_size))
+  logp_x = jnp.take_along_axis(logp, x_int[..., None], -1)[..., 0]
+  recon = -jnp.sum(logp_x, axis=tuple(range(1, x_int.ndim)))
+  return vm._summarise(x_int, diff, prior, recon)  # pylint: disable=protected-access
+
+
+def make_bare_step(config, vdm, decoder: str = "reference"):
+  """``step(state, batch, rng) -> (state, loss)``: loss, grad, AdamW, EMA; jitted, donated.
+
+  The step of the VDM reference code, built from our network and loss (the
+  -VLB in bits/dim: `reference_vlb_loss` for ``decoder='reference'``,
+  `vdm_jax.variance_minimization.vlb_loss` for 'ours'), with the config's
+  learning rate, b1, b2, eps, weight decay and EMA rate.
+  Returns (step, init) where ``init(params) -> state``.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from vdm_jax import train  # pylint: disable=g-import-not-at-top
+  from vdm_jax import variance_minimization  # pylint: disable=g-import-not-at-top
+  o = config.optimizer
+  optimizer = optax.adamw(o.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps,
+                          weight_decay=o.weight_decay)
+  rate = config.training.ema_rate
+  dtype = train.compute_dtype(config)
+
+  def init(params):
+    return params, optimizer.init(params), jax.tree.map(lambda p: p.copy(), params)
+
+  def step(state, batch, rng):
+    params, opt_state, ema = state
+    def loss_fn(p):
+      if decoder == "reference":
+        return reference_vlb_loss(vdm, p, rng, batch["image"], dtype=dtype)[0]
+      return variance_minimization.vlb_loss(vdm, p, rng, batch["image"], train=True,
+                                            dtype=dtype)[0]
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    ema = jax.tree.map(lambda e, p: rate * e + (1.0 - rate) * p, ema, params)
+    return (params, opt_state, ema), loss
+
+  return jax.jit(step, donate_argnums=(0,)), init
+
+
+def _flops(compiled):
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", 0.0)) or None
+  except Exception as e:  # cost analysis is best effort on some backends.
+    print(f"(no FLOP count: {e})")
+    return None
 
 
 def main(_):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from vdm_jax import train  # pylint: disable=g-import-not-at-top
-  config = FLAGS.config
+  config = apply_shape(FLAGS.config, FLAGS.shape)
   devices = jax.local_device_count()
   vdm = train.build_vdm(config)
   optimizer = train.build_optimizer(config)
@@ -42,15 +169,16 @@ def main(_):
   n_params = sum(x.size for x in jax.tree.leaves(state.params["network"]))
   batch_size = config.training.batch_size
   rng = np.random.default_rng(0)
+  images = rng.integers(0, config.data.vocab_size,
+                        (batch_size, *config.data.image_shape), dtype=np.int32)
   batch = {
-      "image": rng.integers(0, config.data.vocab_size,
-                            (devices, batch_size // devices, *config.data.image_shape),
-                            dtype=np.int32),
+      "image": images.reshape(devices, batch_size // devices, *images.shape[1:]),
       "label": np.zeros((devices, batch_size // devices), np.int32)}
-  step_fn = functools.partial(train.train_step, vdm=vdm, optimizer=optimizer,
-                              config=config, axis_name=train.AXIS)
+  step_fn = train.make_train_step(vdm=vdm, optimizer=optimizer, config=config,
+                                  axis_name=train.AXIS)
   p_step = jax.pmap(step_fn, axis_name=train.AXIS, in_axes=(0, 0, None),
                     donate_argnums=(0,))
+  params0 = state.params
   state = train.replicate(state)
   batch = jax.device_put(batch)
   base_rng = jax.random.key(1)
@@ -59,22 +187,52 @@ def main(_):
   t0 = time.perf_counter()
   compiled = p_step.lower(state, batch, base_rng).compile()
   compile_s = time.perf_counter() - t0
-  flops = None
-  try:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0)) or None
-  except Exception as e:  # cost analysis is best effort on some backends.
-    print(f"(no FLOP count: {e})")
+  flops = _flops(compiled)
   p_step = compiled
   for _ in range(FLAGS.warmup):
     state, metrics = p_step(state, batch, base_rng)
   jax.block_until_ready(metrics)
-  t0 = time.perf_counter()
-  for _ in range(FLAGS.steps):
-    state, metrics = p_step(state, batch, base_rng)
-  jax.block_until_ready(metrics)
-  step_s = (time.perf_counter() - t0) / FLAGS.steps
+
+  runners = {}
+
+  def run_ours(n):
+    nonlocal state, metrics
+    for _ in range(n):
+      state, metrics = p_step(state, batch, base_rng)
+    jax.block_until_ready(metrics)
+  runners["ours"] = run_ours
+
+  bare = {}
+  if FLAGS.bare:
+    bare_step, bare_init = make_bare_step(config, vdm, FLAGS.bare_decoder)
+    bare_state = bare_init(params0)
+    bare_batch = {"image": jax.device_put(images)}
+    t0 = time.perf_counter()
+    bare_compiled = bare_step.lower(bare_state, bare_batch, base_rng).compile()
+    bare["compile_s"] = time.perf_counter() - t0
+    bare["flops"] = _flops(bare_compiled)
+    for _ in range(FLAGS.warmup):
+      bare_state, loss = bare_compiled(bare_state, bare_batch, base_rng)
+    jax.block_until_ready(loss)
+
+    def run_bare(n):
+      nonlocal bare_state, loss
+      for _ in range(n):
+        bare_state, loss = bare_compiled(bare_state, bare_batch, base_rng)
+      jax.block_until_ready(loss)
+    runners["bare"] = run_bare
+
+  rounds = FLAGS.rounds if FLAGS.bare else 1
+  wall = {k: [] for k in runners}
+  cpu = {k: [] for k in runners}
+  for r in range(rounds):
+    names = list(runners) if r % 2 == 0 else list(runners)[::-1]
+    for name in names:
+      w0, c0 = time.perf_counter(), time.process_time()
+      runners[name](FLAGS.steps)
+      wall[name].append((time.perf_counter() - w0) / FLAGS.steps)
+      cpu[name].append((time.process_time() - c0) / FLAGS.steps)
+  step_s = statistics.median(wall["ours"])
 
   peak = None
   stats = jax.local_devices()[0].memory_stats() or {}
@@ -82,23 +240,41 @@ def main(_):
     peak = stats["peak_bytes_in_use"] / 2 ** 30
   result = {
       "config": os.path.basename(FLAGS["config"].config_filename),
+      "shape": FLAGS.shape,
       "device": f"{devices} x {jax.local_devices()[0].device_kind}",
       "dtype": config.model.dtype,
       "batch_size": batch_size,
       "network_params_M": n_params / 1e6,
       "compile_s": compile_s,
       "step_ms": step_s * 1e3,
+      "step_cpu_ms": statistics.median(cpu["ours"]) * 1e3,
       "images_per_s": batch_size / step_s,
       "peak_memory_GiB": peak,
       "tflop_per_step": flops / 1e12 if flops else None,
       "achieved_tflops": flops / step_s / 1e12 if flops else None,
       "final_bpd": float(metrics["bpd"][0]),
   }
+  if FLAGS.bare:
+    bare_s = statistics.median(wall["bare"])
+    result.update({
+        "bare_decoder": FLAGS.bare_decoder,
+        "rounds": rounds,
+        "steps_per_round": FLAGS.steps,
+        "bare_compile_s": bare["compile_s"],
+        "bare_step_ms": bare_s * 1e3,
+        "bare_step_cpu_ms": statistics.median(cpu["bare"]) * 1e3,
+        "bare_tflop_per_step": bare["flops"] / 1e12 if bare["flops"] else None,
+        "speedup_vs_bare": bare_s / step_s,
+        "ours_step_ms_rounds": [w * 1e3 for w in wall["ours"]],
+        "bare_step_ms_rounds": [w * 1e3 for w in wall["bare"]],
+    })
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   with open(FLAGS.out, "w") as f:
     json.dump(result, f, indent=2)
   width = max(map(len, result))
   for k, v in result.items():
+    if isinstance(v, list):
+      v = "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
     print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
 
 

@@ -317,3 +317,29 @@ def test_plain_jit_carries_no_checkify_effect():
   x = jnp.full((2, 3), 1, jnp.int32)
   jaxpr = jax.make_jaxpr(lambda x: _vlb(x, vocab_size=4).total)(x)
   assert not jaxpr.effects
+
+
+def test_reconstruction_loss_matches_log_softmax_of_decoder_logits():
+  """The fused `decoder_nll` (window of bins at low gamma_0, all bins otherwise)
+  equals -log_softmax(decoder_logits)[x], in value and gradients, eager and jitted."""
+  def reference(x, eps, g0, vocab):
+    f = losses.encode_discrete(x, vocab)
+    z = f + jnp.exp(0.5 * g0) * eps
+    logp = jax.nn.log_softmax(losses.decoder_logits(z, g0, vocab))
+    return -jnp.sum(jnp.take_along_axis(logp, x[..., None], -1)[..., 0], axis=1)
+
+  rng = np.random.default_rng(0)
+  for vocab in (256, 17):
+    x = jnp.asarray(np.concatenate([[0, vocab - 1], rng.integers(0, vocab, 62)])[None],
+                    jnp.int32)
+    eps = jnp.asarray(rng.normal(size=(1, 64)), jnp.float32)
+    for g0 in (-13.3, -11.5, -10.0, -5.0, 2.0):
+      for fn in (losses.reconstruction_loss, jax.jit(losses.reconstruction_loss,
+                                                     static_argnums=3)):
+        val, grads = jax.value_and_grad(lambda e, g: fn(x, e, g, vocab)[0], (0, 1))(
+            eps, jnp.float32(g0))
+        ref, ref_grads = jax.value_and_grad(lambda e, g: reference(x, e, g, vocab)[0],
+                                            (0, 1))(eps, jnp.float32(g0))
+        np.testing.assert_allclose(val, ref, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(grads[1], ref_grads[1], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(grads[0], ref_grads[0], rtol=1e-3, atol=2e-4)

@@ -84,6 +84,12 @@ def _endpoint_terms(vdm, schedule_params, x_int, eps_0):
       vocab_size=vdm.vocab_size)
 
 
+def has_shape_params(schedule_params) -> bool:
+  """True when the schedule has shape parameters (`schedules.is_shape_param`)."""
+  paths = jax.tree_util.tree_flatten_with_path(schedule_params)[0]
+  return any(schedules.is_shape_param(path) for path, _ in paths)
+
+
 def _bpd_scale(x_int):
   return 1.0 / (math.prod(x_int.shape[1:]) * math.log(2.0))
 
@@ -162,7 +168,9 @@ def vlb_loss_and_grads(vdm: VDM, params, rng, x_int, *, train: bool = True,
   # Cotangent scale/B per example: the gradient of the batch-mean diffusion bpd.
   g_network, g_vals = diff_vjp(jnp.full((batch,), scale / batch, jnp.float32))
   (g_sched,) = sched_vjp(g_vals)
-  if variance_minimization:
+  # Schedules without shape parameters (fixed, learned linear) have nothing
+  # to minimise the variance over: skip the second pull-back.
+  if variance_minimization and has_shape_params(params["schedule"]):
     # d mean(L_bpd^2)/d v_i = 2 L_bpd_i * (scale / B) dL_i/d v_i = 2 L_bpd_i g_vals_i.
     l_bpd = diff * scale
     (g_sq,) = sched_vjp(jax.tree.map(lambda g: 2.0 * l_bpd * g, g_vals))
