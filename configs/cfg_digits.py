@@ -8,17 +8,15 @@
 Config arg: ``quick`` (smoke run).
 """
 
-import ml_collections
 
-# The configs' one arg parser (a re-export of `configs.default.parse_arg`).
+# Every family's root and its one arg parser (configs/default.py).
+from configs.default import base_config
 from configs.default import parse_arg
 
 
 def get_config(arg=None):
   args = parse_arg(arg)
-  c = ml_collections.ConfigDict()
-  c.experiment = "cfg_digits"
-  c.seed = 0
+  c = base_config("cfg_digits", seed=0)
   c.steps = 2000                  # DSM training steps
   c.batch_size = 64
   c.learning_rate = 2e-3

@@ -15,15 +15,14 @@ import math
 
 import ml_collections
 
+from configs.default import base_config
 from configs.default import parse_arg
 
 
 def get_config(arg=None):
   """Default config; `arg` may contain 'quick'."""
   args = parse_arg(arg)
-  c = ml_collections.ConfigDict()
-  c.experiment = "conditional_estimators"
-  c.seed = 0
+  c = base_config("conditional_estimators", seed=0)
   c.task = "sr4"                  # tasks.make_task name
 
   c.data = ml_collections.ConfigDict()

@@ -25,10 +25,21 @@ def parse_arg(arg, **defaults):
   return out
 
 
-def get_default_config():
+def base_config(experiment: str, *, seed: int = 0):
+  """The root every config family builds on: what launch.py runs, and the seed.
+
+  `experiment` is 'vdm' (`vdm_jax.train`) or the name of `experiments/<name>.py`,
+  whose `run(config, workdir)` launch.py calls; every random draw of a run
+  derives from `seed`.
+  """
   config = ml_collections.ConfigDict()
-  config.experiment = "vdm"         # what launch.py runs: 'vdm' or experiments/<name>.py.
-  config.seed = 0
+  config.experiment = experiment
+  config.seed = seed
+  return config
+
+
+def get_default_config():
+  config = base_config("vdm")
 
   config.data = data = ml_collections.ConfigDict()
   data.name = "digits"            # 'digits' (bundled with scikit-learn) or 'tfds'.

@@ -9,17 +9,15 @@ Config arg: ``quick`` (wine only, one rate, MCAR and MNAR, a short score
 model and sampler).
 """
 
-import ml_collections
 
-# The configs' one arg parser (a re-export of `configs.default.parse_arg`).
+# Every family's root and its one arg parser (configs/default.py).
+from configs.default import base_config
 from configs.default import parse_arg
 
 
 def get_config(arg=None):
   args = parse_arg(arg)
-  c = ml_collections.ConfigDict()
-  c.experiment = "imputation_discrepancy"
-  c.seed = 0
+  c = base_config("imputation_discrepancy", seed=0)
   c.datasets = ("wine", "breast_cancer", "digits")
   c.rates = (0.2, 0.5)            # missing rates
   c.mechanisms = ("mcar", "mar", "mnar")

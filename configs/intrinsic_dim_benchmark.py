@@ -64,10 +64,8 @@ def get_config(arg=None):
   """
   args = default.parse_arg(arg, paper=False)
   quick, paper = args["quick"], args["paper"]
-  c = ml_collections.ConfigDict()
-  c.experiment = "intrinsic_dimension"
+  c = default.base_config("intrinsic_dimension", seed=0)
   c.only = ()                   # run only these data sets (keys of `datasets`).
-  c.seed = 0
   c.num_train = 50_000 if paper else (2000 if quick else 20_000)
   c.num_anchors = 50 if paper else (2 if quick else 6)   # paper: 5 (synthetic), 50 (MNIST)
   c.num_baseline_points = 5000 if paper else (500 if quick else 2000)

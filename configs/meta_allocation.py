@@ -10,17 +10,15 @@ budget and three allocations in the non-linear part, whose every (budget,
 allocation) compiles its own meta-training; the exact part is unchanged).
 """
 
-import ml_collections
 
-# The configs' one arg parser (a re-export of `configs.default.parse_arg`).
+# Every family's root and its one arg parser (configs/default.py).
+from configs.default import base_config
 from configs.default import parse_arg
 
 
 def get_config(arg=None):
   args = parse_arg(arg)
-  c = ml_collections.ConfigDict()
-  c.experiment = "meta_allocation"
-  c.seed = 0
+  c = base_config("meta_allocation", seed=0)
   # Part 1: exact risk of mixed linear regression.
   c.dim = 10                      # d
   c.w0_norm2 = 1.0                # ||w0||^2

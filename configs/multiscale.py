@@ -47,7 +47,8 @@ Models. https://arxiv.org/abs/2207.09786, 2022.
 
 import ml_collections
 
-# The configs' one arg parser (a re-export of `configs.default.parse_arg`).
+# Every family's root and its one arg parser (configs/default.py).
+from configs.default import base_config
 from configs.default import parse_arg
 
 # Multi-scale width / uniform width giving equal total parameter counts.
@@ -83,9 +84,7 @@ def get_config(arg=None):
   runlocal = a["runlocal"]
   if runlocal:
     width = min(width, 16)
-  c = ml_collections.ConfigDict()
-  c.experiment = "multiscale_quality"
-  c.seed = 0
+  c = base_config("multiscale_quality", seed=0)
   c.model_name = a["model"]
 
   c.data = ml_collections.ConfigDict()

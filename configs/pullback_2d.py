@@ -39,10 +39,8 @@ def get_config(arg=None):
   """
   args = default.parse_arg(arg, paper_scale=False)
   quick = args["quick"]
-  c = ml_collections.ConfigDict()
-  c.experiment = "pullback_geometry"
+  c = default.base_config("pullback_geometry", seed=0)
   c.parts = ("geodesics",)
-  c.seed = 0
   c.datasets = ("single_banana", "squeezed_banana", "river")
   c.num_train = 4000 if not quick else 1000    # exact samples (det Dphi = 1)
   c.methods = ("ours", "nf", "anisotropic_nf")

@@ -136,10 +136,8 @@ PER_DATASET = {
 def get_config(arg=None):
   """RAE config; ``arg='quick'`` shrinks it for a smoke run."""
   quick = default.parse_arg(arg)["quick"]
-  c = ml_collections.ConfigDict()
-  c.experiment = "pullback_geometry"
+  c = default.base_config("pullback_geometry", seed=0)
   c.parts = ("rae",)
-  c.seed = 0
   c.datasets = (("sinusoid_1_3", "sinusoid_2_3", "sinusoid_2_10",
                  "sinusoid_1_100", "hemisphere_5_20")
                 if not quick else ("sinusoid_1_3", "hemisphere_2_3"))

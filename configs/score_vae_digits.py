@@ -45,9 +45,7 @@ from configs import default
 def get_config(arg=None):
   """Digits config; `arg='quick'` shrinks every stage for a smoke run."""
   quick = default.parse_arg(arg)["quick"]
-  c = ml_collections.ConfigDict()
-  c.experiment = "score_vae"
-  c.seed = 0
+  c = default.base_config("score_vae", seed=0)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "digits"        # 'digits' (bundled) or 'tfds'

@@ -8,9 +8,9 @@ Config arg (comma list): ``data=ring|moons`` (default ring, the ring of 8
 Gaussians whose exact score is known), ``quick``.
 """
 
-import ml_collections
 
-# The configs' one arg parser (a re-export of `configs.default.parse_arg`).
+# Every family's root and its one arg parser (configs/default.py).
+from configs.default import base_config
 from configs.default import parse_arg
 
 DATASETS = ("ring", "moons")
@@ -20,9 +20,7 @@ def get_config(arg=None):
   args = parse_arg(arg, data="ring")
   if args["data"] not in DATASETS:
     raise ValueError(f"data must be one of {DATASETS}, got {args['data']!r}.")
-  c = ml_collections.ConfigDict()
-  c.experiment = "toy_2d"
-  c.seed = 0
+  c = base_config("toy_2d", seed=0)
   c.data = args["data"]
   c.n_train = 20000
   c.n_eval = 2000                 # samples per sampler, held-out points

@@ -9,17 +9,15 @@ Config arg: ``quick`` (2-D data sets only, 60 generator steps, exact W1 on 200
 points).
 """
 
-import ml_collections
 
-# The configs' one arg parser (a re-export of `configs.default.parse_arg`).
+# Every family's root and its one arg parser (configs/default.py).
+from configs.default import base_config
 from configs.default import parse_arg
 
 
 def get_config(arg=None):
   args = parse_arg(arg)
-  c = ml_collections.ConfigDict()
-  c.experiment = "wgan_vs_w1"
-  c.seed = 0
+  c = base_config("wgan_vs_w1", seed=0)
   c.datasets = ("gaussian", "ring", "digits_pca8")
   c.steps = 2000                  # generator steps
   c.log_every = 200               # steps between evaluations (critic gap, exact W1, energy)
