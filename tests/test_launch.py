@@ -79,6 +79,12 @@ def test_every_config_names_its_experiment():
     config = module.get_config()
     experiment = config.get("experiment", None)
     assert experiment is not None, f"configs/{name}.py sets no 'experiment'"
+    # Built on the one root, `default.base_config` (directly or through another
+    # config), never on a ConfigDict of its own.
+    assert isinstance(config.seed, int), name
+    with open(path) as f:
+      roots = re.findall(r"^  (?:c|config) = ml_collections\.ConfigDict\(\)$", f.read(), re.M)
+    assert name == "default" or not roots, (name, roots)
     assert experiment == "vdm" or os.path.exists(
         os.path.join(ROOT, "experiments", f"{experiment}.py")), name
 
