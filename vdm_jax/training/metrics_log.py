@@ -70,22 +70,17 @@ def repair(path: str, resume_step: int) -> int:
 
 def _summary_writer(logdir: str, purge_step: int | None):
   """A tensorboardX `SummaryWriter`, or None (once logged) if it is not installed."""
-  global _WARNED_NO_TENSORBOARD
   try:
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
   except ImportError:
-    if not _WARNED_NO_TENSORBOARD:
-      logging.info("tensorboardX is not installed: metrics go to metrics.jsonl only "
-                   "(pip install tensorboardX for TensorBoard event files).")
-      _WARNED_NO_TENSORBOARD = True
+    logging.log_first_n(logging.INFO, "tensorboardX is not installed: metrics go to "
+                        "metrics.jsonl only (pip install tensorboardX for TensorBoard "
+                        "event files).", 1)
     return None
   # Event files are named by the second they were opened in; the suffix keeps
   # a resume within the same second from overwriting the first run's file.
   return SummaryWriter(logdir, purge_step=purge_step,
                        filename_suffix=f".{os.getpid()}.{uuid.uuid4().hex[:8]}")
-
-
-_WARNED_NO_TENSORBOARD = False
 
 
 class MetricsWriter:
