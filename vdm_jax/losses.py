@@ -180,15 +180,15 @@ _DECODER_WINDOW = 8
 _DECODER_UNDERFLOW = 110.0
 
 
-def _decoder_sums(e_of, k_near, vocab_size, offsets):
+def _decoder_sums(e_of, k_near, vocab_size, offsets, *, window: bool):
   """sum_j w_j, sum_j j w_j, sum_j e_j w_j over bins k_near + j, j in `offsets`.
 
-  w_j = exp(e_j) with e_j = l_{k_near + j} - l_{k_near}; bins outside
-  [0, V - 1] get weight 0.
+  w_j = exp(e_j) with e_j = l_{k_near + j} - l_{k_near}; with `window`, the
+  offsets may reach bins outside [0, V - 1], which get weight 0.
   """
   e = e_of(offsets)
   w = jnp.exp(e)
-  if offsets.ndim == 1 and offsets.shape[0] != vocab_size:  # a window: mask the ends.
+  if window:
     k = k_near[..., None] + offsets
     w = jnp.where((k >= 0) & (k <= vocab_size - 1), w, 0.0)
   return jnp.sum(w, -1), jnp.sum(offsets * w, -1), jnp.sum(e * w, -1)
@@ -215,7 +215,7 @@ def _decoder_nll_and_partials(z, gamma_0, x_int, vocab_size):
   width = _DECODER_WINDOW
   full = lambda: _decoder_sums(
       e_of, k_near, vocab_size,
-      jnp.arange(vocab_size, dtype=jnp.float32) - k_near[..., None])
+      jnp.arange(vocab_size, dtype=jnp.float32) - k_near[..., None], window=False)
   if 2 * width + 1 >= vocab_size:
     sums = full()
   else:
@@ -225,7 +225,8 @@ def _decoder_nll_and_partials(z, gamma_0, x_int, vocab_size):
     narrow = (jnp.min(s) * delta ** 2 * width * (width + 1) / 2.0
               >= _DECODER_UNDERFLOW)
     window = lambda: _decoder_sums(e_of, k_near, vocab_size,
-                                   jnp.arange(-width, width + 1, dtype=jnp.float32))
+                                   jnp.arange(-width, width + 1, dtype=jnp.float32),
+                                   window=True)
     if _checks.is_concrete(narrow):
       sums = window() if bool(narrow) else full()
     else:
