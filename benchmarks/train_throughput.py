@@ -157,6 +157,20 @@ def _flops(compiled):
     return None
 
 
+class _Steps:
+  """A compiled step and the state it carries: `steps(n)` runs n steps and waits."""
+
+  def __init__(self, step, state, batch, rng):
+    self.step, self.state, self.batch, self.rng = step, state, batch, rng
+    self.out = None  # the last step's second output (metrics or loss).
+
+  def __call__(self, n: int) -> None:
+    import jax  # pylint: disable=g-import-not-at-top
+    for _ in range(n):
+      self.state, self.out = self.step(self.state, self.batch, self.rng)
+    jax.block_until_ready(self.out)
+
+
 def main(_):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -188,19 +202,8 @@ def main(_):
   compiled = p_step.lower(state, batch, base_rng).compile()
   compile_s = time.perf_counter() - t0
   flops = _flops(compiled)
-  p_step = compiled
-  for _ in range(FLAGS.warmup):
-    state, metrics = p_step(state, batch, base_rng)
-  jax.block_until_ready(metrics)
-
-  runners = {}
-
-  def run_ours(n):
-    nonlocal state, metrics
-    for _ in range(n):
-      state, metrics = p_step(state, batch, base_rng)
-    jax.block_until_ready(metrics)
-  runners["ours"] = run_ours
+  runners = {"ours": _Steps(compiled, state, batch, base_rng)}
+  runners["ours"](FLAGS.warmup)
 
   bare = {}
   if FLAGS.bare:
@@ -211,16 +214,8 @@ def main(_):
     bare_compiled = bare_step.lower(bare_state, bare_batch, base_rng).compile()
     bare["compile_s"] = time.perf_counter() - t0
     bare["flops"] = _flops(bare_compiled)
-    for _ in range(FLAGS.warmup):
-      bare_state, loss = bare_compiled(bare_state, bare_batch, base_rng)
-    jax.block_until_ready(loss)
-
-    def run_bare(n):
-      nonlocal bare_state, loss
-      for _ in range(n):
-        bare_state, loss = bare_compiled(bare_state, bare_batch, base_rng)
-      jax.block_until_ready(loss)
-    runners["bare"] = run_bare
+    runners["bare"] = _Steps(bare_compiled, bare_state, bare_batch, base_rng)
+    runners["bare"](FLAGS.warmup)
 
   rounds = FLAGS.rounds if FLAGS.bare else 1
   wall = {k: [] for k in runners}
@@ -252,7 +247,7 @@ def main(_):
       "peak_memory_GiB": peak,
       "tflop_per_step": flops / 1e12 if flops else None,
       "achieved_tflops": flops / step_s / 1e12 if flops else None,
-      "final_bpd": float(metrics["bpd"][0]),
+      "final_bpd": float(runners["ours"].out["bpd"][0]),
   }
   if FLAGS.bare:
     bare_s = statistics.median(wall["bare"])
