@@ -17,10 +17,18 @@ _FLAGS = ("--xla_force_host_platform_device_count=4 "
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAGS).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# The persistent compilation cache, through the environment so that the
+# subprocesses some tests start (launch.py, kill -9, several JAX processes)
+# share it: within one run they compile the programs the in-process tests
+# already compiled, and their reruns compile nothing.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.environ.get("VDM_JAX_TEST_CACHE",
+                   os.path.join(os.path.dirname(os.path.dirname(__file__)), ".jax_cache")))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
 import jax  # noqa: E402  (must come after the flags)
 
-_CACHE = os.environ.get(
-    "VDM_JAX_TEST_CACHE",
-    os.path.join(os.path.dirname(os.path.dirname(__file__)), ".jax_cache"))
-jax.config.update("jax_compilation_cache_dir", _CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))

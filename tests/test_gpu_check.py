@@ -14,11 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_gpu_check_tiny_runs_both_dtypes_and_writes_json(tmp_path):
   out = tmp_path / "gpu_check.json"
   env = dict(os.environ, PYTHON=sys.executable, VDM_GPU_CHECK_TINY="1",
-             JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
-             # The tests' persistent compilation cache (tests/conftest.py).
-             JAX_COMPILATION_CACHE_DIR=os.environ.get(
-                 "VDM_JAX_TEST_CACHE", os.path.join(ROOT, ".jax_cache")),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+             JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)  # the cache: tests/conftest.py
   # One CPU device, as on the GPU machine's one GPU; LLVM at level 0 as in the
   # rest of the suite (tests/conftest.py): the check's compile is most of its time.
   env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"

@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -252,8 +253,7 @@ def test_bad_intervals_are_rejected_before_any_step(kwargs, name):
 def test_kill_9_then_rerun_gives_valid_jsonl_and_the_same_losses(tmp_path):
   """A real SIGKILL between checkpoints, then the same command again."""
   script = textwrap.dedent("""
-      import os, sys
-      os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+      import sys
       import jax
       from vdm_jax.intrinsic_dim import score_training
       from vdm_jax.models import ScoreMLP
@@ -264,10 +264,14 @@ def test_kill_9_then_rerun_gives_valid_jsonl_and_the_same_losses(tmp_path):
           steps_per_call=1, workdir=sys.argv[1], save_every=50)
   """)
   path = tmp_path / "run.py"
+  # One device, the suite's other XLA flags (and its compilation cache, which
+  # the second and third runs hit): tests/conftest.py.
+  one_device = re.sub(r"--xla_force_host_platform_device_count=\d+",
+                      "--xla_force_host_platform_device_count=1", os.environ["XLA_FLAGS"])
   path.write_text(script)
   run = lambda workdir, steps: subprocess.Popen(
       [sys.executable, str(path), workdir, str(steps)], cwd=ROOT,
-      env=dict(os.environ, PYTHONPATH=ROOT),
+      env=dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS=one_device),
       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   full, part = str(tmp_path / "full"), str(tmp_path / "part")
   assert run(full, 400).wait(timeout=300) == 0
