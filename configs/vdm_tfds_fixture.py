@@ -25,5 +25,8 @@ def get_config():
   config.data.vocab_size = 256
   config.data.num_classes = 10
   config.model.class_conditional = True
-  config.model.fourier_exponents = (7, 8)  # sin/cos(2^n pi z) at the 256-bin scale.
+  # 256 levels, as CIFAR-10: the default gamma_min and Fourier features
+  # (vdm_tiny's -10 and (3, 4) suit the digits' 17 levels).
+  config.model.gamma_min = -13.3
+  config.model.fourier_exponents = (7, 8)
   return config
