@@ -63,6 +63,11 @@ def test_dataset_checks_without_tfds():
   data.check_dataset_matches_config(**ok)
   data.check_dataset_matches_config(**ok, config_num_classes=3)
   data.check_dataset_matches_config(**{**ok, "image_dtype": np.uint16, "vocab_size": 65536})
+  # A size tfds declares as varying (downsampled_imagenet/32x32: (None, None, 3)).
+  data.check_dataset_matches_config(**{**ok, "image_shape": (None, None, 1)})
+  with pytest.raises(ValueError, match=r"shape \(None, None, 3\) but config.data.image_shape "
+                                       r"is \(4, 4, 1\)"):
+    data.check_dataset_matches_config(**{**ok, "image_shape": (None, None, 3)})
   with pytest.raises(ValueError, match="'d': images of dtype float32 are not discrete"):
     data.check_dataset_matches_config(**{**ok, "image_dtype": np.float32})
   with pytest.raises(ValueError, match="'d' has no 'label' feature"):

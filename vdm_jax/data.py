@@ -75,14 +75,19 @@ def check_dataset_matches_config(dataset: str, *, image_shape, image_dtype,
 
   Args:
     dataset: the dataset's name, for the message.
-    image_shape: the dataset's image shape [H, W, C].
+    image_shape: the dataset's declared image shape [H, W, C]; None for a
+      dimension that varies (it then matches any configured size).
     image_dtype: the dataset's pixel dtype.
     num_classes: the dataset's number of label classes (None: no labels).
     config_image_shape: `config.data.image_shape`.
     vocab_size: `config.data.vocab_size`.
     config_num_classes: `config.data.num_classes`, or None to skip the labels.
   """
-  if tuple(image_shape) != tuple(config_image_shape):
+  # tfds declares a size that varies across examples as None (e.g.
+  # downsampled_imagenet/32x32 declares (None, None, 3)); those match any size,
+  # and train.py checks the first batch's actual shape.
+  if len(image_shape) != len(config_image_shape) or any(
+      d is not None and d != c for d, c in zip(image_shape, config_image_shape)):
     raise ValueError(
         f"dataset {dataset!r} has images of shape {tuple(image_shape)} but "
         f"config.data.image_shape is {tuple(config_image_shape)}; set "
