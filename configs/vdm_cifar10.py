@@ -1,6 +1,6 @@
 """VDM on CIFAR-10 with the paper's hyper-parameters (VDM Table 1: 2.65 bpd, no augmentation).
 
-  tfds build cifar10 --file_format=array_record --data_dir=DIR   # once, with network
+  tfds build cifar10 --file_format=array_record --data_dir=DIR   # once, with network and TensorFlow (README)
   python launch.py --config=configs/vdm_cifar10.py --workdir=/ckpt/vdm_cifar10 \\
       --config.data.data_dir=DIR
 

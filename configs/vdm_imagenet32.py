@@ -1,6 +1,6 @@
 """VDM on downsampled ImageNet 32x32 (VDM Table 1: 3.72 bpd).
 
-  tfds build downsampled_imagenet/32x32 --file_format=array_record --data_dir=DIR
+  tfds build downsampled_imagenet/32x32 --file_format=array_record --data_dir=DIR  # README
   python launch.py --config=configs/vdm_imagenet32.py --workdir=/ckpt/vdm_in32 \\
       --config.data.data_dir=DIR
 

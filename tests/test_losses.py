@@ -249,6 +249,18 @@ def test_pixel_outside_vocab_raises_under_jit_and_is_never_a_number():
     vdm_jax.checked(loss)(x)
 
 
+def test_uint8_pixels_span_the_whole_256_vocab():
+  """uint8 images (CIFAR-10 as tfds stores it) with V = 256: 255 is in range.
+
+  The range check once compared the uint8 maximum with 256 cast to uint8 (0),
+  rejecting eagerly and giving NaN under jit for every 8-bit image.
+  """
+  x = jnp.asarray(np.array([[0, 128, 255]], np.uint8))
+  np.testing.assert_allclose(losses.encode_discrete(x, 256), [[-255 / 256, 1 / 256, 255 / 256]])
+  assert np.isfinite(jax.jit(lambda x: _vlb(x).total)(x)).all()
+  assert np.isnan(jax.jit(lambda x: losses.encode_discrete(x, 255))(x)).all()
+
+
 @pytest.mark.parametrize("num_steps", [0, 10])
 def test_decreasing_gamma_fn_is_an_error(num_steps):
   """A reversed schedule used to give a negative diffusion loss (-453 nats, -209 at T = 10)."""

@@ -234,9 +234,14 @@ def int_range_ok(x, vocab_size: int, name: str):
   """
   if not np.size(x):
     return jnp.asarray(True)
+  x = jnp.asarray(x)
   lo, hi = jnp.min(x), jnp.max(x)
+  # JAX casts a Python int to x's dtype in a comparison (weak typing), so for
+  # uint8 pixels and V = 256 `hi < V` would compare with 256 -> 0 and reject
+  # every image. When V exceeds the dtype's largest value the bound holds anyway.
+  hi_ok = True if vocab_size > jnp.iinfo(x.dtype).max else hi < vocab_size
   return check_values(
-      (lo >= 0) & (hi < vocab_size),
+      (lo >= 0) & hi_ok,
       f"{name} must lie in [0, {vocab_size - 1}] for vocab_size={vocab_size}, "
       "got min {lo} and max {hi}.", lo=lo, hi=hi)
 

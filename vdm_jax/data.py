@@ -6,7 +6,10 @@ in ``{0, ..., vocab_size - 1}`` plus int labels; the VDM encodes them to
 by `make_source` knows its configured `vocab_size`, and `train_batches` /
 `eval_batches` check every batch against it on the host (numpy min/max, a few
 microseconds for a digits batch), raising an error that names the batch's step
-rather than letting an out-of-range pixel reach the loss.
+rather than letting an out-of-range pixel reach the loss. A tfds source made
+from a config also checks the dataset's declared image shape, pixel dtype and
+number of classes against the config before reading anything
+(`check_dataset_matches_config`).
 """
 
 from __future__ import annotations
@@ -49,21 +52,102 @@ def digits_arrays(split: str = "train", *, split_seed: int = 0):
 # ----------------------------------------------------------------------------
 # tfds (real datasets on a cluster; never downloads at run time).
 # ----------------------------------------------------------------------------
+def dataset_vocab_size(dtype) -> int:
+  """Number of pixel values an unsigned-integer image dtype holds (uint8: 256)."""
+  dtype = np.dtype(dtype)
+  if dtype.kind != "u":
+    raise ValueError(f"images of dtype {dtype} are not discrete pixels; vdm_jax "
+                     f"models unsigned-integer images (e.g. uint8).")
+  return 2 ** (8 * dtype.itemsize)
+
+
+def check_dataset_matches_config(dataset: str, *, image_shape, image_dtype,
+                                 num_classes: int | None, config_image_shape,
+                                 vocab_size: int, config_num_classes: int | None = None):
+  """Raises a ValueError if a dataset's declared features disagree with `config.data`.
+
+  Compares the dataset's image shape with `config.data.image_shape`, the number
+  of values its pixel dtype holds with `config.data.vocab_size` (the VDM's
+  discrete decoder has one bin per pixel value), and, when
+  `config_num_classes` is given (class-conditional models), its number of
+  label classes with `config.data.num_classes`. Reading the declared features
+  (tfds `DatasetInfo.features`) catches a mismatch before any model is built.
+
+  Args:
+    dataset: the dataset's name, for the message.
+    image_shape: the dataset's declared image shape [H, W, C]; None for a
+      dimension that varies (it then matches any configured size).
+    image_dtype: the dataset's pixel dtype.
+    num_classes: the dataset's number of label classes (None: no labels).
+    config_image_shape: `config.data.image_shape`.
+    vocab_size: `config.data.vocab_size`.
+    config_num_classes: `config.data.num_classes`, or None to skip the labels.
+  """
+  # tfds declares a size that varies across examples as None (e.g.
+  # downsampled_imagenet/32x32 declares (None, None, 3)); those match any size,
+  # and train.py checks the first batch's actual shape.
+  if len(image_shape) != len(config_image_shape) or any(
+      d is not None and d != c for d, c in zip(image_shape, config_image_shape)):
+    raise ValueError(
+        f"dataset {dataset!r} has images of shape {tuple(image_shape)} but "
+        f"config.data.image_shape is {tuple(config_image_shape)}; set "
+        f"--config.data.image_shape to match the dataset.")
+  try:
+    expected_vocab = dataset_vocab_size(image_dtype)
+  except ValueError as e:
+    raise ValueError(f"dataset {dataset!r}: {e}") from None
+  if vocab_size != expected_vocab:
+    raise ValueError(
+        f"dataset {dataset!r} stores {np.dtype(image_dtype)} pixels "
+        f"({expected_vocab} values) but config.data.vocab_size is {vocab_size}; set "
+        f"--config.data.vocab_size={expected_vocab}.")
+  if config_num_classes is None:
+    return
+  if num_classes is None:
+    raise ValueError(
+        f"dataset {dataset!r} has no 'label' feature but the model is class "
+        f"conditional (config.model.class_conditional).")
+  if num_classes != config_num_classes:
+    raise ValueError(
+        f"dataset {dataset!r} has {num_classes} label classes but "
+        f"config.data.num_classes is {config_num_classes}; set "
+        f"--config.data.num_classes={num_classes}.")
+
+
 class _TfdsSource:
-  """Random access to a prepared tfds dataset (array_record), images and labels."""
+  """Random access to a prepared tfds dataset (array_record), images and labels.
+
+  If `image_shape` and `vocab_size` are given, the dataset's declared features
+  are checked against them and `num_classes` (`check_dataset_matches_config`).
+  """
 
   def __init__(self, name: str, split: str, data_dir: str | None,
-               vocab_size: int | None = None):
+               vocab_size: int | None = None, *, image_shape=None,
+               num_classes: int | None = None):
     self.vocab_size = vocab_size
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    builder = tfds.builder(name, data_dir=data_dir)
+    not_prepared = FileNotFoundError(
+        f"tfds dataset {name!r} is not prepared in "
+        f"{data_dir or '~/tensorflow_datasets'}; vdm_jax never downloads at run "
+        f"time. Prepare it once with network access, e.g. `tfds build {name} "
+        f"--file_format=array_record --data_dir=DIR`, then pass "
+        f"--config.data.data_dir=DIR.")
+    try:
+      builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError:
+      # A name tfds has no builder class for, and no files of in data_dir.
+      raise not_prepared from None
     if not builder.is_prepared():
-      raise FileNotFoundError(
-          f"tfds dataset {name!r} is not prepared in "
-          f"{data_dir or '~/tensorflow_datasets'}; vdm_jax never downloads at run "
-          f"time. Prepare it once with network access, e.g. `tfds build {name} "
-          f"--file_format=array_record --data_dir=DIR`, then pass "
-          f"--config.data.data_dir=DIR.")
+      raise not_prepared
+    if image_shape is not None and vocab_size is not None:
+      features = builder.info.features
+      label = features["label"] if "label" in features else None
+      check_dataset_matches_config(
+          name, image_shape=features["image"].shape,
+          image_dtype=features["image"].np_dtype,
+          num_classes=None if label is None else label.num_classes,
+          config_image_shape=image_shape, vocab_size=vocab_size,
+          config_num_classes=num_classes)
     try:
       self._source = tfds.data_source(name, split=split, data_dir=data_dir,
                                       download=False)
@@ -137,8 +221,10 @@ def make_source(config, split: str):
                         vocab_size=vocab_size)
   if config.data.name == "tfds":
     tfds_split = config.data.train_split if split == "train" else config.data.test_split
+    conditional = config.get("model", {}).get("class_conditional", False)
     return _TfdsSource(config.data.tfds_name, tfds_split, config.data.data_dir or None,
-                       vocab_size=vocab_size)
+                       vocab_size=vocab_size, image_shape=config.data.get("image_shape"),
+                       num_classes=config.data.num_classes if conditional else None)
   raise ValueError(
       f"config.data.name must be 'digits' or 'tfds', got {config.data.name!r}.")
 
