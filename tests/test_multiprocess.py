@@ -1,0 +1,165 @@
+"""Several processes train as one: 2 processes x 2 CPU devices == 1 process x 4 devices.
+
+One run of ``launch.py`` as 2 processes (`jax.distributed` on 127.0.0.1, gloo
+collectives) is shared by every check, to keep the suite cheap: the per-step
+losses and the final parameters match the in-process 4-device run, process 0
+alone writes the metrics, one process restores and evaluates the 2-process
+checkpoint, both processes resume it, and killing one process makes the other
+fail within a bounded time instead of hanging.
+"""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from vdm_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "vdm_tiny.py")
+# Evaluation and sampling at the end are left out of the 2-process run: the
+# single-process restore below evaluates its checkpoint instead.
+OVERRIDES = ("--config.eval.at_end=False", "--config.sampling.at_end=False")
+HEARTBEAT_S = 10  # jax.distributed's heartbeat: how soon a dead peer is noticed.
+LOSS_RTOL = 1e-5  # a pmean over gloo sums in another order than in-process (~1 ulp).
+PARAM_ATOL = 1e-5
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _start(workdir, log_dir, *overrides):
+  """Starts `launch.py` as processes 0 and 1 of one run on 2 fake CPU devices each."""
+  port = _free_port()
+  env = dict(os.environ)
+  env.update(
+      PYTHONPATH=os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p),
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS=("--xla_force_host_platform_device_count=2 "
+                 "--xla_cpu_collective_call_terminate_timeout_seconds=60 "
+                 "--xla_backend_optimization_level=0"),
+      # The same persistent compilation cache as this test process (conftest).
+      JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
+      VDM_JAX_HEARTBEAT_TIMEOUT=str(HEARTBEAT_S))
+  procs = []
+  for i in range(2):
+    with open(os.path.join(log_dir, f"process{i}.log"), "w") as log:
+      procs.append(subprocess.Popen(
+          [sys.executable, "launch.py", f"--config={CONFIG}", f"--workdir={workdir}",
+           f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+           f"--process_id={i}", *OVERRIDES, *overrides],
+          cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+  return procs
+
+
+def _log(log_dir, i):
+  with open(os.path.join(log_dir, f"process{i}.log")) as f:
+    return f.read()
+
+
+def _wait(procs, log_dir, timeout):
+  deadline = time.time() + timeout
+  for i, p in enumerate(procs):
+    try:
+      p.wait(timeout=max(deadline - time.time(), 1))
+    except subprocess.TimeoutExpired:
+      pytest.fail(f"process {i} still runs after {timeout} s:\n{_log(log_dir, i)[-3000:]}")
+  for i, p in enumerate(procs):
+    assert p.returncode == 0, f"process {i} exited {p.returncode}:\n{_log(log_dir, i)[-3000:]}"
+
+
+def _reap(procs):
+  for p in procs:
+    if p.poll() is None:
+      p.kill()
+    p.wait()
+
+
+def _losses(workdir):
+  records = train.training.metrics_log.read(os.path.join(workdir, "metrics.jsonl"))
+  return [(r["step"], r["loss"]) for r in records if "loss" in r]
+
+
+def _max_abs_diff(a, b):
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.slow
+def test_two_processes_train_as_one(tmp_path):
+  config = train.config_from_file(CONFIG)
+  config.eval.at_end = False
+  config.sampling.at_end = False
+  two, one = str(tmp_path / "two"), str(tmp_path / "one")
+  logs_a, logs_b = tmp_path / "logs_a", tmp_path / "logs_b"
+  logs_a.mkdir()
+  logs_b.mkdir()
+  procs = []
+  try:
+    procs = _start(two, logs_a)
+    # The reference run, in this process (4 fake devices, conftest) meanwhile.
+    train.train_and_evaluate(config, one)
+    _wait(procs, logs_a, timeout=400)
+
+    # Same losses at every step, each logged once (process 0 alone writes).
+    steps = list(range(1, config.training.num_train_steps + 1))
+    two_losses, one_losses = _losses(two), _losses(one)
+    assert [s for s, _ in two_losses] == steps
+    np.testing.assert_allclose([l for _, l in two_losses], [l for _, l in one_losses],
+                               rtol=LOSS_RTOL)
+    assert len(glob.glob(os.path.join(two, "tensorboard", "events*"))) <= 1
+    print("per-step |loss(2 processes) - loss(1 process)|:",
+          [abs(a - b) for (_, a), (_, b) in zip(two_losses, one_losses)])
+
+    # One process restores the 2-process checkpoint: the same parameters, the
+    # same test bits/dim as the 1-process run.
+    for ema in (False, True):
+      _, params_two, step_two = train.load_params(config, two, ema=ema)
+      _, params_one, step_one = train.load_params(config, one, ema=ema)
+      assert step_two == step_one == config.training.num_train_steps
+      diff = _max_abs_diff(params_two, params_one)
+      print(f"max |params(2 processes) - params(1 process)| (ema={ema}): {diff:.3g}")
+      assert diff <= PARAM_ATOL
+    config.eval.max_batches = 1
+    np.testing.assert_allclose(train.run_eval(config, two), train.run_eval(config, one),
+                               rtol=1e-5)
+
+    # Both processes resume the checkpoint; then one dies (SIGKILL, no
+    # goodbye): the other must fail, not wait forever in a collective.
+    procs = _start(two, logs_b, "--config.training.num_train_steps=100000",
+                   "--config.training.save_every=100000")
+    deadline = time.time() + 300
+    while not any(s > steps[-1] for s, _ in _losses(two)):
+      assert time.time() < deadline, _log(logs_b, 0)[-3000:]
+      assert procs[0].poll() is None and procs[1].poll() is None, (
+          _log(logs_b, 0)[-3000:] + _log(logs_b, 1)[-3000:])
+      time.sleep(0.5)
+    for i in range(2):
+      assert f"resumed from the checkpoint of step {steps[-1]}" in _log(logs_b, i)
+    procs[1].send_signal(signal.SIGKILL)
+    killed = time.time()
+    try:
+      procs[0].wait(timeout=HEARTBEAT_S + 90)
+    except subprocess.TimeoutExpired:
+      pytest.fail(f"process 0 still runs {HEARTBEAT_S + 90} s after process 1 was "
+                  f"killed:\n{_log(logs_b, 0)[-3000:]}")
+    print(f"process 0 exited {procs[0].returncode} {time.time() - killed:.1f} s after "
+          f"process 1 was killed")
+    assert procs[0].returncode != 0
+    # jax.distributed's own words: "... detected fatal errors ... The following
+    # tasks are unhealthy (stopped sending heartbeats): 1".
+    assert "heartbeats" in _log(logs_b, 0), _log(logs_b, 0)[-3000:]
+  finally:
+    _reap(procs)
