@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from vdm_jax import train
+from vdm_jax.training import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "vdm_tiny.py")
@@ -95,6 +96,43 @@ def _losses(workdir):
 def _max_abs_diff(a, b):
   return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _as_process(monkeypatch, index, gather):
+  """This process plays `index` of 2; `gather(x)` stands for the other's all-gather."""
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(jax, "process_index", lambda: index)
+  monkeypatch.setattr(checkpoints, "_allgather", gather)
+
+
+def test_shared_workdir_check(tmp_path, monkeypatch):
+  other = np.frombuffer(os.urandom(16), np.uint8)
+
+  def gather_shared(x):  # process 1 wrote its token into the same folder.
+    (tmp_path / ".processes" / "1").write_bytes(other.tobytes())
+    return np.stack([x, other])
+  _as_process(monkeypatch, 0, gather_shared)
+  checkpoints.check_shared_workdir(str(tmp_path))
+
+  elsewhere = tmp_path / "elsewhere"  # process 1 wrote into its own folder.
+  _as_process(monkeypatch, 0, lambda x: np.stack([x, other]))
+  with pytest.raises(checkpoints.CheckpointError, match=r"processes \[1\] wrote"):
+    checkpoints.check_shared_workdir(str(elsewhere))
+
+
+def test_same_state_check_names_the_arrays_that_differ(monkeypatch):
+  state = {"params": {"w": np.ones(3, np.float32), "b": np.zeros(2, np.float32)},
+           "step": np.int32(7)}
+  _, digests = checkpoints.leaf_digests(state)
+  _as_process(monkeypatch, 1, lambda x: np.stack([x, x]))
+  checkpoints.check_same_state(state, 7)
+
+  other = dict(state, params={"w": np.ones(3, np.float32) + 1e-7, "b": state["params"]["b"]})
+  _, other_digests = checkpoints.leaf_digests(other)
+  _as_process(monkeypatch, 1, lambda x: np.stack([other_digests, x]))
+  with pytest.raises(checkpoints.CheckpointError, match=r"1 of 3 arrays differ.*'w'"):
+    checkpoints.check_same_state(state, 7)
+  assert digests.shape == (3, 8)
 
 
 @pytest.mark.slow
