@@ -343,9 +343,15 @@ def run_eval(config, workdir: str) -> float:
 
 
 def run_sample(config, workdir: str) -> str:
-  """Writes a PNG grid of samples from the latest checkpoint; returns its path."""
+  """Writes a PNG grid of samples from the latest checkpoint; returns its path.
+
+  Several processes: process 0 alone samples (on one device) and writes the
+  grid; the others return the path it writes.
+  """
   vdm, params, step = load_params(config, workdir)
+  path = os.path.join(workdir, f"samples_step{step}.png")
+  if jax.process_index() != 0:
+    return path
   samples = generate_samples(config, vdm, params,
                              jax.random.split(jax.random.key(config.seed), 4)[3])
-  return images_lib.save_grid(samples, os.path.join(workdir, f"samples_step{step}.png"),
-                              vocab_size=config.data.vocab_size)
+  return images_lib.save_grid(samples, path, vocab_size=config.data.vocab_size)
