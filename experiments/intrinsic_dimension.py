@@ -52,7 +52,7 @@ def make_data(name, d, num, seed):
   elif d.kind == "swiss_roll":
     m = manifolds.swiss_roll(d.ambient_dim, seed=seed)
   elif d.kind == "sphere_product":
-    radii = d.radii if isinstance(d.radii, float) else tuple(d.radii)
+    radii = tuple(d.radii) if isinstance(d.radii, (tuple, list)) else float(d.radii)
     m = manifolds.sphere_product(tuple(d.sphere_dims), d.ambient_dim, radii=radii,
                                  seed=seed)
     if m.intrinsic_dim != d.true_dim:
