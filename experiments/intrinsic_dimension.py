@@ -52,10 +52,14 @@ def make_data(name, d, num, seed):
   elif d.kind == "swiss_roll":
     m = manifolds.swiss_roll(d.ambient_dim, seed=seed)
   elif d.kind == "sphere_product":
-    m = manifolds.sphere_product(tuple(d.sphere_dims), d.ambient_dim, seed=seed)
+    radii = tuple(d.radii) if isinstance(d.radii, (tuple, list)) else float(d.radii)
+    m = manifolds.sphere_product(tuple(d.sphere_dims), d.ambient_dim, radii=radii,
+                                 seed=seed)
     if m.intrinsic_dim != d.true_dim:
       raise ValueError(f"{name}: true_dim {d.true_dim} != sum(sphere_dims) "
                        f"{m.intrinsic_dim}.")
+  elif d.kind == "spaghetti_line":
+    m = manifolds.spaghetti_line(d.ambient_dim)
   elif d.kind == "squares":
     m = manifolds.squares(d.true_dim, image_size=d.image_size)
   else:
@@ -112,6 +116,7 @@ def run_dataset(name, d, cfg, workdir):
   tc = cfg.train
   gmin, gmax = (tc.gamma_min, tc.gamma_max) if d.gamma_band is None else d.gamma_band
   steps = max(tc.steps_per_call, int(d.num_steps * tc.step_scale))
+  param = d.parameterization or tc.parameterization
   print(f"[{name}] N = {len(train)}, D = {ambient}, true k = {true_dim}; "
         f"training {d.model} for {steps} steps", flush=True)
   state, losses = score_training.train_score_model(
@@ -119,12 +124,12 @@ def run_dataset(name, d, cfg, workdir):
       batch_size=d.batch_size, learning_rate=d.learning_rate,
       warmup_steps=tc.warmup_steps, ema_decay=tc.ema_decay,
       gamma_min=gmin, gamma_max=gmax,
-      parameterization=tc.parameterization, steps_per_call=tc.steps_per_call)
+      parameterization=param, steps_per_call=tc.steps_per_call)
   t_train = time.time() - t_start
 
   score_fn = score_training.make_score_fn(
       model, state.ema_params, gamma_min=gmin, gamma_max=gmax,
-      parameterization=tc.parameterization)
+      parameterization=param)
   ge = cfg.estimator.gamma_eval if d.gamma_eval is None else d.gamma_eval
   alpha, sigma = intrinsic_dim.vp_kernel(ge)
   t0 = score_training.time_for_gamma(ge, gamma_min=gmin, gamma_max=gmax)
@@ -144,12 +149,17 @@ def run_dataset(name, d, cfg, workdir):
   rs = np.random.default_rng(cfg.seed)
   sub = train[rs.choice(len(train), min(cfg.num_baseline_points, len(train)),
                         replace=False)]
-  classical = baselines.classical_estimates(sub.reshape(len(sub), -1),
-                                            methods=tuple(cfg.baselines))
+  # The linear span (numerical rank at 1e-3 of the top singular value): a
+  # reading stuck at the best linear denoiser returns this, not k.
+  flat = sub.reshape(len(sub), -1)
+  sv = np.linalg.svd(flat - flat.mean(0), compute_uv=False)
+  span = int(np.sum(sv > 1e-3 * sv[0]))
+  classical = baselines.classical_estimates(flat, methods=tuple(cfg.baselines))
   plot_spectra(os.path.join(workdir, f"spectra_{name}.png"), name, est, true_dim,
                ambient)
   row = {
       "dataset": name, "ambient_dim": ambient, "true_dim": true_dim,
+      "linear_span": span,
       "score_mode": int(est.dimension), "score_mean": float(est.mean),
       "score_per_anchor": np.asarray(est.per_point).tolist(),
       "score_gap_ratio_median": float(np.median(np.asarray(est.gap_ratio))),
@@ -157,7 +167,7 @@ def run_dataset(name, d, cfg, workdir):
       "score_threshold_mode": int(alt["threshold"].dimension),
       "jacobian_mode": int(jac.dimension),
       "jacobian_per_anchor": np.asarray(jac.per_point).tolist(),
-      "gamma_band": [float(gmin), float(gmax)],
+      "gamma_band": [float(gmin), float(gmax)], "parameterization": param,
       **{k: float(v) for k, v in classical.items()},
       "gamma_eval": float(ge),
       "final_loss_nats": float(losses[-1]), "train_steps": steps,
@@ -170,12 +180,13 @@ def run_dataset(name, d, cfg, workdir):
 
 
 def markdown_table(rows, baseline_names):
-  head = ["data set", "D", "true k", "score (mode)", "score (mean)", "log-gap",
+  head = ["data set", "D", "true k", "span", "score (mode)", "score (mean)", "log-gap",
           "threshold", "Jacobian"] + list(baseline_names)
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
     k = r["true_dim"]
     cells = [r["dataset"], str(r["ambient_dim"]), str(k) if k > 0 else "?",
+             str(r.get("linear_span", "?")),
              str(r["score_mode"]), f"{r['score_mean']:.1f}",
              str(r["score_log_gap_mode"]), str(r["score_threshold_mode"]),
              str(r["jacobian_mode"])]
@@ -188,7 +199,8 @@ def markdown_table(rows, baseline_names):
 def run(cfg, workdir):
   """Every data set of the config (or of ``cfg.only``): table.md, results.json, spectra PNGs."""
   os.makedirs(workdir, exist_ok=True)
-  only = list(cfg.only)
+  # '--config.only=a,b' reaches the tuple field as the one string 'a,b'.
+  only = [n for entry in cfg.only for n in str(entry).split(",") if n]
   names = [n for n in cfg.datasets.keys() if not only or n in only]
   if only and set(only) - set(names):
     raise ValueError(f"config.only names {sorted(set(only) - set(names))} that are "

@@ -192,6 +192,15 @@ def test_generators_have_the_stated_geometry():
   np.testing.assert_allclose(r - r3 @ roll.params["embedding"].T, 0.0, atol=1e-5)
   with pytest.raises(ValueError, match="ambient_dim must exceed"):
     manifolds.linear_subspace(5, 5)
+  line = manifolds.spaghetti_line(40)
+  y = np.asarray(line.sample(jax.random.key(3), 400))
+  assert y.shape == (400, 40) and line.intrinsic_dim == 1
+  # One parameter: x_0 = sin(u) fixes u, and every coordinate is sin((i + 1) u).
+  u = np.arcsin(y[:, :1])
+  np.testing.assert_allclose(y, np.sin(u * np.arange(1, 41)), atol=1e-4)
+  # ... yet its span is far larger than k (16 directions above 1e-3 of the
+  # data's norm at D = 40; the low frequencies are nearly collinear on [0, 1)).
+  assert np.linalg.matrix_rank(y - y.mean(0), tol=1e-3 * np.linalg.norm(y)) > 10
 
 
 # ---------------------------------------------------------------------------

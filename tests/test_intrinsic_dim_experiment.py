@@ -39,3 +39,12 @@ def test_thin_subspace_row_uses_the_per_set_noise_level(tmp_path):
   assert row["ppca"] == 2
   assert os.path.exists(tmp_path / "spectra_plane2.png")
   json.dumps(row)   # the row goes to results.json as is
+
+
+def test_only_takes_comma_separated_names_and_names_the_unknown_one(tmp_path):
+  # '--config.only=a,b' arrives as the one-string tuple ('a,b',).
+  cfg = intrinsic_dim_benchmark.get_config("quick")
+  cfg.only = ("sphere10,torus6_R32,nope",)
+  with pytest.raises(ValueError, match=r"\['nope'\]"):
+    _experiment().run(cfg, str(tmp_path))
+

@@ -10,6 +10,8 @@ whose ``sample(rng, num)`` draws `[num, *shape]` float32 points:
 * `squares`: images sum_j b_j 1[square_j] with b_j ~ U[0, 1): k squares of
   side 3 or 5 at fixed positions whose brightness varies, so the dimension is k.
 * `swiss_roll`: the 2-D swiss roll, isometrically embedded in R^D (curved).
+* `spaghetti_line`: the authors' curve x_i = sin((i + 1) u) in R^D (k = 1,
+  linear span ~ D).
 * `sphere_product`: S^{k_1}(r_1) x ... x S^{k_m}(r_m), each factor in its own
   (k_j + 1)-plane of a random isometry R^{sum(k_j + 1)} -> R^D; `flat_torus` is
   the product of m circles (flat, dimension m, linear span 2m). Its dimension
@@ -154,6 +156,24 @@ def swiss_roll(ambient_dim: int = 3, *, scale: float = 0.1,
 
   return ManifoldData(f"swissroll_R{ambient_dim}", 2, (ambient_dim,), sample,
                       {"embedding": q, "scale": scale})
+
+
+def spaghetti_line(ambient_dim: int = 100) -> ManifoldData:
+  """The authors' 'spaghetti line': x_i = sin((i + 1) u), u ~ U[0, 1), i < D.
+
+  A curve (k = 1) whose coordinates are D sinusoids of different frequencies,
+  so its linear span is (numerically) far larger than k: a set on which any
+  linear reading, or a score stuck at the best linear denoiser, reads ~ D.
+  """
+  _check_dims(1, ambient_dim)
+  freq = jnp.arange(1, ambient_dim + 1, dtype=jnp.float32)
+
+  def sample(rng, num):
+    u = jax.random.uniform(rng, (num, 1))
+    return jnp.sin(u * freq)
+
+  return ManifoldData(f"line_R{ambient_dim}", 1, (ambient_dim,), sample,
+                      {"frequencies": freq})
 
 
 def sphere_product(sphere_dims, ambient_dim: int, *, radii=1.0,

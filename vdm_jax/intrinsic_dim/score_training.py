@@ -19,6 +19,15 @@ range defaults to a band of low noise (gamma in [-10, -3]: sigma/alpha from
 deviation from the paper (which trains a VE-SDE over sigma in [0.01, 4] or [0.01,
 50]) to make CPU training short.
 
+On curved manifolds that low band is the wrong one: the loss is uniform in
+gamma and its low-noise end penalises any coarse curvature feature (a radial
+correction with angular error e costs (r e / sigma)^2), so the net stays at
+the best linear denoiser, whose score reads the linear span instead of k. A
+higher band (gamma in [-4, -1]) with the 'x0' output, read at gamma -3.5
+(sigma / r = 0.17), learns the curvature normals of tori, products of
+spheres and a 10-sphere; it is too coarse for spheres of large dimension k,
+whose exact tangent eigenvalues of -sigma^2 grad s are ~ (k / 2)(sigma / r)^2.
+
 The network output `out` is turned into eps_hat in one of three ways:
 
 * 'eps': eps_hat = out;
