@@ -21,7 +21,8 @@ def _documented_commands():
            + sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py"))))
   out = []
   for path in files:
-    text = open(path).read()
+    with open(path) as f:
+      text = f.read()
     for match in _COMMAND.finditer(text):
       line = match.group(1).replace("\\\n", " ").split("#")[0].split("`")[0]
       if "<" in line or "{" in line:
@@ -90,19 +91,24 @@ def test_every_config_names_its_experiment():
 
 
 def test_an_experiment_runs_through_the_launcher(tmp_path):
-  """The dispatch end to end: a tiny conditional-estimator run via launch.py."""
+  """The dispatch end to end: a tiny imputation-discrepancy study via launch.py.
+
+  (The other study experiments run in-process in test_launch_experiments.py,
+  with the same kind of overrides; this one runs only here.)"""
   proc = subprocess.run(
       [sys.executable, os.path.join(ROOT, "launch.py"),
-       "--config=" + os.path.join(ROOT, "configs/conditional_inpainting.py:quick"),
-       f"--workdir={tmp_path}", "--config.model.kind=mlp", "--config.model.hidden=(16,)",
-       "--config.model.emb_dim=8", "--config.data.max_train=32",
-       "--config.data.n_test=2", "--config.data.n_samples=2", "--config.train.steps=2",
-       "--config.train.log_every=2", "--config.sampling.n_steps=2",
-       "--config.grid_conditions=2"],
+       "--config=" + os.path.join(ROOT, "configs/imputation_discrepancy.py:quick"),
+       f"--workdir={tmp_path}", "--config.score_steps=20", "--config.diffusion_steps=5",
+       "--config.resample=1", "--config.max_iter=1", "--config.mechanisms=('mcar',)"],
       capture_output=True, text=True, timeout=300, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert (tmp_path / "inpaint_box.json").exists() and (tmp_path / "table.md").exists()
-  assert "task: inpaint_box" in proc.stdout
+  for name in ("table.md", "results.json", "rmse_vs_w1.png", "rank_disagreement.png",
+               "marginals.png"):
+    assert os.path.getsize(tmp_path / name) > 0, name
+  summary = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+  assert summary["settings"] == "1" and summary["rows"] == "5"  # one setting, five imputers
+  rmse = float(summary["mean_rmse_diffusion"])
+  assert 0 < rmse < float("inf")
 
 
 def test_vdm_modes_are_refused_for_other_experiments(tmp_path):
@@ -113,3 +119,20 @@ def test_vdm_modes_are_refused_for_other_experiments(tmp_path):
       capture_output=True, text=True, timeout=120, cwd=ROOT)
   assert proc.returncode != 0
   assert "--mode=sample is for VDM configs" in proc.stderr
+
+
+def test_exit_status_tells_preempted_from_finished(tmp_path, monkeypatch):
+  """launch.main: 75 (EX_TEMPFAIL) after a preempted run, a normal return after a
+  finished one. (That SIGTERM mid-run checkpoints and reports 'preempted' is
+  tests/test_train.py's test_sigterm_saves_a_checkpoint_and_exits.)"""
+  import launch  # pylint: disable=g-import-not-at-top
+  from vdm_jax import training  # pylint: disable=g-import-not-at-top
+  launch.FLAGS(["launch.py", "--config=" + os.path.join(ROOT, "configs/vdm_tiny.py"),
+                f"--workdir={tmp_path}"])
+  monkeypatch.setattr(launch, "run_vdm",
+                      lambda config, workdir, mode: {"step": 3, "preempted": True})
+  with pytest.raises(SystemExit) as exit_:
+    launch.main(["launch.py"])
+  assert exit_.value.code == training.EXIT_PREEMPTED == 75
+  monkeypatch.setattr(launch, "run_vdm", lambda config, workdir, mode: {"step": 6})
+  launch.main(["launch.py"])  # returns: exit status 0.

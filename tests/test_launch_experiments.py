@@ -91,16 +91,6 @@ def test_cfg_digits(tmp_path):
 
 
 @pytest.mark.slow
-def test_imputation_discrepancy(tmp_path):
-  from experiments import imputation_discrepancy
-  s = imputation_discrepancy.run(_config("imputation_discrepancy"), str(tmp_path))
-  _outputs(tmp_path, "table.md", "results.json", "rmse_vs_w1.png",
-           "rank_disagreement.png", "marginals.png")
-  assert s["settings"] == 1 and s["rows"] == 5  # one setting, five imputers
-  assert np.isfinite(s["mean_rmse_diffusion"]) and s["mean_rmse_diffusion"] > 0
-
-
-@pytest.mark.slow
 def test_meta_allocation(tmp_path):
   from experiments import meta_allocation
   s = meta_allocation.run(_config("meta_allocation"), str(tmp_path))

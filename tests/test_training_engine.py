@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import time
 
 import jax
@@ -250,31 +249,29 @@ def test_bad_intervals_are_rejected_before_any_step(kwargs, name):
     training.train(step, state, **args)
 
 
+def _kill_9_run(workdir, num_steps):
+  """The run the kill -9 test kills and reruns: the score trainer, one device."""
+  x = jax.random.normal(jax.random.key(0), (32, 4))
+  model = ScoreMLP(hidden=(16, 16), emb_dim=8, zero_init_output=False)
+  score_training.train_score_model(
+      model, x, jax.random.key(3), num_steps=num_steps, batch_size=8,
+      steps_per_call=1, workdir=workdir, save_every=50)
+
+
 def test_kill_9_then_rerun_gives_valid_jsonl_and_the_same_losses(tmp_path):
   """A real SIGKILL between checkpoints, then the same command again."""
-  script = textwrap.dedent("""
-      import sys
-      import jax
-      from vdm_jax.intrinsic_dim import score_training
-      from vdm_jax.models import ScoreMLP
-      x = jax.random.normal(jax.random.key(0), (32, 4))
-      model = ScoreMLP(hidden=(16, 16), emb_dim=8, zero_init_output=False)
-      score_training.train_score_model(
-          model, x, jax.random.key(3), num_steps=int(sys.argv[2]), batch_size=8,
-          steps_per_call=1, workdir=sys.argv[1], save_every=50)
-  """)
   path = tmp_path / "run.py"
-  # One device, the suite's other XLA flags (and its compilation cache, which
-  # the second and third runs hit): tests/conftest.py.
+  path.write_text("import sys\nfrom tests.test_training_engine import _kill_9_run\n"
+                  "_kill_9_run(sys.argv[1], int(sys.argv[2]))\n")
+  # One device, the suite's other XLA flags: the same program as the
+  # uninterrupted reference run in this process (tests/conftest.py).
   one_device = re.sub(r"--xla_force_host_platform_device_count=\d+",
                       "--xla_force_host_platform_device_count=1", os.environ["XLA_FLAGS"])
-  path.write_text(script)
   run = lambda workdir, steps: subprocess.Popen(
       [sys.executable, str(path), workdir, str(steps)], cwd=ROOT,
       env=dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS=one_device),
       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   full, part = str(tmp_path / "full"), str(tmp_path / "part")
-  assert run(full, 400).wait(timeout=300) == 0
   proc = run(part, 400)
   metrics = os.path.join(part, "metrics.jsonl")
   deadline = time.time() + 300
@@ -286,7 +283,9 @@ def test_kill_9_then_rerun_gives_valid_jsonl_and_the_same_losses(tmp_path):
   proc.wait()
   killed_at = max(_losses(part))
   assert killed_at < 400, "the run finished before it could be killed"
-  assert run(part, 400).wait(timeout=300) == 0
+  rerun = run(part, 400)
+  _kill_9_run(full, 400)  # meanwhile, the uninterrupted reference in this process.
+  assert rerun.wait(timeout=300) == 0
   a, b = _losses(full), _losses(part)
   assert [a[k] for k in sorted(a)] == [b[k] for k in sorted(b)]
   lines = open(metrics).read().splitlines()
