@@ -10,7 +10,6 @@ of hanging.
 """
 
 import glob
-import json
 import os
 import signal
 import socket
