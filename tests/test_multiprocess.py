@@ -228,3 +228,23 @@ def test_two_processes_train_as_one(tmp_path):
     assert "heartbeats" in _log(logs_b, 0), _log(logs_b, 0)[-3000:]
   finally:
     _reap(procs)
+
+
+def test_a_stop_request_is_agreed_by_every_process_at_a_window_end(monkeypatch):
+  """SIGTERM reaches one host of a pod: every process stops, at one step."""
+  from vdm_jax.training import loop  # pylint: disable=g-import-not-at-top
+  assert loop._any_process(True) and not loop._any_process(False)  # the real gather
+  gathered = []
+  # Process 1 was signalled; this one, process 0, was not.
+  monkeypatch.setattr(loop, "_any_process", lambda flag: gathered.append(flag) or True)
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  with loop._StopRequest() as stop:
+    assert not stop.agreed(at_window_end=False)  # mid-window: no gather, no stop.
+    assert gathered == []
+    assert stop.agreed(at_window_end=True)
+    assert gathered == [False]
+  monkeypatch.setattr(jax, "process_count", lambda: 1)
+  with loop._StopRequest() as stop:
+    assert not stop.agreed(at_window_end=True)
+    stop.requested = True
+    assert stop.agreed(at_window_end=False)  # one process stops at once.

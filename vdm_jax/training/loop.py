@@ -138,6 +138,25 @@ class _StopRequest:
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
 
+  def agreed(self, at_window_end: bool) -> bool:
+    """Whether to stop now; with several processes, all of them stop at one step.
+
+    A preemption signal reaches the hosts of a pod at different steps; a
+    process that stopped alone to save would leave the others waiting in the
+    next step's collective. So with several processes the flags are gathered,
+    and any one of them stops every process, at window ends only: the loop
+    already waits for the device there, so agreeing costs no extra sync.
+    """
+    if jax.process_count() == 1:
+      return self.requested
+    return at_window_end and _any_process(self.requested)
+
+
+def _any_process(flag: bool) -> bool:
+  """True on every process if `flag` is true on any (an all-gather: a barrier)."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+
 
 def _progress(total, initial, desc, enabled):
   if not enabled or jax.process_index() != 0:
@@ -306,7 +325,8 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
         step += k
         if bar is not None:
           bar.update(k)
-        preempted = stop.requested  # read once: a signal may land mid-iteration.
+        # Read once: a signal may land mid-iteration.
+        preempted = stop.agreed(step % log_every == 0 or step == num_steps)
         last = step == num_steps or preempted
         save_now = manager is not None and (
             last or (save_every and step % save_every == 0))
