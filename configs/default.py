@@ -76,6 +76,7 @@ def get_default_config():
   training.keep_checkpoints = 3
   training.variance_minimization = True  # only acts on schedules with shape params.
   training.ema_rate = 0.9999
+  training.num_devices = 0           # local devices the train step runs on (0: all of them).
   training.steps_per_call = 1        # k steps per device call (lax.scan); log/save every multiples of k.
   training.ema_warmup = True         # decay min(ema_rate, (1+n)/(10+n)) at update n.
 

@@ -1,12 +1,20 @@
-"""Several processes train as one: 2 processes x 2 CPU devices == 1 process x 4 devices.
+"""Several processes train as one: 2 processes x 1 CPU device == 1 process x 2 devices.
 
 One run of ``launch.py`` as 2 processes (`jax.distributed` on 127.0.0.1, gloo
 collectives) is shared by every check, to keep the suite cheap: the per-step
-losses and the final parameters match the in-process 4-device run, process 0
+losses and the final parameters match the in-process 2-device run, process 0
 alone writes the metrics, one process restores and evaluates the 2-process
 checkpoint, and killing one process (of a second, lighter run that joins
 through launch.py's set-up) makes the other fail within a bounded time instead
 of hanging.
+
+One device per process, as CPU multi-process runs are normally laid out: with
+2 fake CPU devices in each of 2 processes (jax and jaxlib 0.10.2), XLA:CPU's
+gloo all-reduce of the train step intermittently never completed on one
+device (py-spy and gdb: one worker thread in `gloo::allreduce` ...
+`UnboundBuffer::waitRecv` while the other process had finished the step),
+hanging the run at its first checkpoint in most tries on this 2-core machine.
+With one device per process it did not hang.
 """
 
 import glob
@@ -41,13 +49,13 @@ def _free_port() -> int:
 
 
 def _spawn(log_dir, argv):
-  """Starts processes 0 and 1 of one run (`argv(port, i)`), on 2 fake CPU devices each."""
+  """Starts processes 0 and 1 of one run (`argv(port, i)`), on one CPU device each."""
   port = _free_port()
   env = dict(os.environ)
   env.update(
       PYTHONPATH=os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p),
       JAX_PLATFORMS="cpu",
-      XLA_FLAGS=("--xla_force_host_platform_device_count=2 "
+      XLA_FLAGS=("--xla_force_host_platform_device_count=1 "
                  "--xla_cpu_collective_call_terminate_timeout_seconds=60 "
                  "--xla_backend_optimization_level=0"),
       # The same persistent compilation cache as this test process (conftest).
@@ -176,7 +184,8 @@ def test_two_processes_train_as_one(tmp_path):
     # Not meanwhile: a third busy process on 2 cores can delay one of the two
     # past gloo's fixed 30 s rendezvous at their first collective.
     _wait(procs, logs_a, timeout=400)
-    # The reference run, in this process (4 fake devices, conftest).
+    # The reference run, in this process, on 2 of its 4 fake devices (conftest).
+    config.training.num_devices = 2
     train.train_and_evaluate(config, one)
 
     # Same losses at every step, each logged once (process 0 alone writes).
@@ -208,7 +217,7 @@ def test_two_processes_train_as_one(tmp_path):
     peer.write_text(_PEER)
     procs = _spawn(logs_b, lambda port, i: [str(peer), str(port), str(i)])
     deadline = time.time() + 120
-    while "psum 4.0" not in _log(logs_b, 0) or "psum 4.0" not in _log(logs_b, 1):
+    while "psum 2.0" not in _log(logs_b, 0) or "psum 2.0" not in _log(logs_b, 1):
       assert time.time() < deadline, _log(logs_b, 0)[-3000:] + _log(logs_b, 1)[-3000:]
       assert procs[0].poll() is None and procs[1].poll() is None, (
           _log(logs_b, 0)[-3000:] + _log(logs_b, 1)[-3000:])

@@ -111,6 +111,9 @@ def test_wrong_data_shape_is_a_clear_error(tmp_path):
 def test_indivisible_batch_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match="batch_size=6 must be divisible by the number of devices"):
     train.train_and_evaluate(_config(**{"training.batch_size": 6}), str(tmp_path))
+  # On 3 of the 4 devices, the batch must split 3 ways.
+  with pytest.raises(ValueError, match=r"batch_size=8 must be divisible by the number of devices \(3\)"):
+    train.train_and_evaluate(_config(**{"training.num_devices": 3}), str(tmp_path))
 
 
 @pytest.mark.parametrize("override,message", [
@@ -164,6 +167,7 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
     ({"training.log_every": 0}, "config.training.log_every must be an integer >= 1, got 0"),
     ({"training.num_train_steps": -5}, "config.training.num_train_steps must be an integer >= 1, got -5"),
     ({"optimizer.learning_rate": -1.0}, "config.optimizer.learning_rate must be > 0, got -1.0"),
+    ({"training.num_devices": 5}, r"num_devices must be an integer in \[0, 4\].*got 5"),
 ])
 def test_bad_values_are_rejected_before_the_model_is_built(tmp_path, monkeypatch, override,
                                                            message):

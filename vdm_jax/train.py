@@ -233,6 +233,16 @@ def validate_config(config) -> None:
   training.check_positive_int(config.eval.num_t_draws, "config.eval.num_t_draws")
   training.check_positive_int(config.sampling.num_samples, "config.sampling.num_samples")
   training.check_positive_int(config.sampling.num_steps, "config.sampling.num_steps")
+  num_devices = tr.get("num_devices", 0)
+  if (not isinstance(num_devices, int) or isinstance(num_devices, bool)
+      or not 0 <= num_devices <= jax.local_device_count()):
+    raise ValueError(
+        f"config.training.num_devices must be an integer in [0, "
+        f"{jax.local_device_count()}] (0: every local device), got {num_devices!r}.")
+  if num_devices and jax.process_count() > 1 and num_devices != jax.local_device_count():
+    raise ValueError(
+        f"config.training.num_devices={num_devices}: a multi-process run trains on "
+        f"every local device ({jax.local_device_count()}); set it to 0.")
   if config.eval.every_steps < 0:
     raise ValueError(f"config.eval.every_steps must be >= 0 (0: only at the end), "
                      f"got {config.eval.every_steps}.")
@@ -283,8 +293,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                  if config.eval.at_end or config.eval.every_steps else None)
   data_lib.check_images(source.get(np.arange(1))[0], config.data.image_shape,
                         config.data.vocab_size, "train data")
-  devices = jax.local_device_count()
-  data_lib.check_divisible(config.training.batch_size, jax.device_count())
+  devices = config.training.get("num_devices", 0) or jax.local_device_count()
+  data_lib.check_divisible(config.training.batch_size, devices * jax.process_count())
   data_lib.check_divisible(config.eval.batch_size, jax.device_count(), "eval.batch_size")
 
   vdm = build_vdm(config)
@@ -315,7 +325,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       state, batches=batches, base_rng=train_rng,
       num_steps=config.training.num_train_steps, log_every=config.training.log_every,
       workdir=workdir, save_every=config.training.save_every,
-      keep_checkpoints=config.training.keep_checkpoints,
+      keep_checkpoints=config.training.keep_checkpoints, num_devices=devices,
       eval_fn=test_bpd if config.eval.every_steps else None,
       eval_every=config.eval.every_steps, name="vdm", postfix="bpd",
       steps_per_call=config.training.steps_per_call)

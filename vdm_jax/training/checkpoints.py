@@ -30,6 +30,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from vdm_jax.training import multihost
+
 
 class CheckpointError(RuntimeError):
   """A checkpoint could not be written or read."""
@@ -64,15 +66,16 @@ def leaf_digests(tree) -> tuple[list[str], np.ndarray]:
 
 def _allgather(x: np.ndarray) -> np.ndarray:
   """Every process's uint8 array `x` (same shape everywhere), stacked in process order."""
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return np.asarray(multihost_utils.process_allgather(x), np.uint8)
+  x = np.ascontiguousarray(x, np.uint8)
+  return np.stack([np.frombuffer(b, np.uint8).reshape(x.shape)
+                   for b in multihost.allgather_bytes(x.tobytes())])
 
 
 def check_shared_workdir(workdir: str) -> None:
   """Raises `CheckpointError` unless every process of the run sees the same `workdir`.
 
   Each process writes a random token to ``workdir/.processes/<index>``; the
-  tokens are gathered (an all-gather, which is also the barrier) and every
+  tokens are gathered (`multihost.allgather_bytes`, also a barrier) and every
   process reads them all back. The check is symmetric: a process that misses
   another's token (a per-host local disk) is missed by it too, so every
   process fails, together, before the first step. One process: no-op.

@@ -36,6 +36,7 @@ import numpy as np
 
 from vdm_jax.training import checkpoints as ckpt_lib
 from vdm_jax.training import metrics_log
+from vdm_jax.training import multihost
 
 AXIS = "batch"
 # Exit status of a run stopped by SIGTERM/SIGINT after checkpointing (BSD
@@ -153,9 +154,8 @@ class _StopRequest:
 
 
 def _any_process(flag: bool) -> bool:
-  """True on every process if `flag` is true on any (an all-gather: a barrier)."""
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+  """True on every process if `flag` is true on any (a barrier)."""
+  return multihost.any_process(flag)
 
 
 def _progress(total, initial, desc, enabled):
