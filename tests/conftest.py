@@ -6,14 +6,12 @@ live here (pytest imports conftest.py first) and not in the tests.
 
 import os
 
-# The tests run tiny shapes for a few steps, so XLA:CPU spends far more time
-# compiling than running; LLVM's optimisation passes are most of the compile
-# time (level 0 cut one VDM training test's CPU time by 30%) and change no
-# semantics. The timeout turns a collective that hangs on fake devices into a
-# failure.
+from tests.xla_flags import COMPILE_FLAGS
+
+# The timeout turns a collective that hangs on fake devices into a failure;
+# COMPILE_FLAGS cut XLA:CPU's compile, which is most of the suite's time.
 _FLAGS = ("--xla_force_host_platform_device_count=4 "
-          "--xla_cpu_collective_call_terminate_timeout_seconds=60 "
-          "--xla_backend_optimization_level=0")
+          "--xla_cpu_collective_call_terminate_timeout_seconds=60 " + COMPILE_FLAGS)
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAGS).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 

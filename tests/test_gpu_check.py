@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.xla_flags import COMPILE_FLAGS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -15,9 +17,9 @@ def test_gpu_check_tiny_runs_both_dtypes_and_writes_json(tmp_path):
   out = tmp_path / "gpu_check.json"
   env = dict(os.environ, PYTHON=sys.executable, VDM_GPU_CHECK_TINY="1",
              JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)  # the cache: tests/conftest.py
-  # One CPU device, as on the GPU machine's one GPU; LLVM at level 0 as in the
-  # rest of the suite (tests/conftest.py): the check's compile is most of its time.
-  env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+  # One CPU device, as on the GPU machine's one GPU; the suite's compile flags
+  # (tests/xla_flags.py): the check's compile is most of its time.
+  env["XLA_FLAGS"] = COMPILE_FLAGS
   proc = subprocess.run(["bash", os.path.join(ROOT, "benchmarks", "gpu_check.sh"),
                          f"--out={out}"], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=600)

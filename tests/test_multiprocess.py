@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 from vdm_jax import train
+from tests.xla_flags import COMPILE_FLAGS
 from vdm_jax.training import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,8 +57,7 @@ def _spawn(log_dir, argv):
       PYTHONPATH=os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p),
       JAX_PLATFORMS="cpu",
       XLA_FLAGS=("--xla_force_host_platform_device_count=1 "
-                 "--xla_cpu_collective_call_terminate_timeout_seconds=60 "
-                 "--xla_backend_optimization_level=0"),
+                 "--xla_cpu_collective_call_terminate_timeout_seconds=60 " + COMPILE_FLAGS),
       # The same persistent compilation cache as this test process (conftest).
       JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
