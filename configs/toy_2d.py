@@ -29,6 +29,8 @@ def get_config(arg=None):
   c.batch_size = 256
   c.learning_rate = 2e-3
   c.sampler_scale = 1.0           # multiplies every sampler's step count
+  c.samplers = ("euler_maruyama", "reverse_diffusion", "pc_rd_langevin",
+                "ddim_eta0", "ddim_eta1", "ode_tsit5")  # which ones to run
   c.quick = args["quick"]
   if args["quick"]:
     c.n_train, c.n_eval, c.n_nll = 2000, 500, 200

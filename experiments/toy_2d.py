@@ -125,8 +125,13 @@ def run(config, workdir):
     exact_score, exact_logp = score_fns.gaussian_mixture_score(*ring_mixture(),
                                                                sde)
 
+  suite = sampler_suite(config.sampler_scale)
+  unknown = sorted(set(config.samplers) - set(suite))
+  if unknown or not config.samplers:
+    raise ValueError(f"config.samplers must be a non-empty subset of {tuple(suite)}, "
+                     f"got {tuple(config.samplers)!r}.")
   rows, all_samples = [], {}
-  for name, sampler in sampler_suite(config.sampler_scale).items():
+  for name, sampler in ((k, v) for k, v in suite.items() if k in config.samplers):
     row = {"sampler": name}
     for tag, sf in (("learned", model_score), ("exact", exact_score)):
       if sf is None:
@@ -215,10 +220,12 @@ def write_outputs(workdir, rows, nll, ref_energy, data, all_samples, sde,
   fig, axes = plt.subplots(n_rows, len(times), figsize=(3.2 * len(times),
                                                         3.2 * n_rows),
                            squeeze=False)
+  # Jitted: called eagerly, the score MLP would compile each of its ops alone.
+  fields = [(tag, jax.jit(sf)) for tag, sf in
+            (("learned", model_score), ("exact", exact_score))[:n_rows]]
   for j, t in enumerate(times):
     tt = jnp.full((len(grid),), t)
-    for i, (tag, sf) in enumerate((("learned", model_score),
-                                   ("exact", exact_score))[:n_rows]):
+    for i, (tag, sf) in enumerate(fields):
       s = np.asarray(sf(jnp.asarray(grid), tt))
       s = s / (1e-6 + np.linalg.norm(s, axis=-1, keepdims=True)) * np.log1p(
           np.linalg.norm(s, axis=-1, keepdims=True))
