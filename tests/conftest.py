@@ -30,3 +30,23 @@ import jax  # noqa: E402  (must come after the flags)
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs",
                   float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+# The longest test files (seconds of one cold run, 2026-12-07), run first: with
+# `-n 2 --dist loadfile` a worker takes a whole file at a time, and a long
+# file taken last keeps one worker busy alone at the end (xdist's default
+# order, by number of tests, put the 2-process file near the end).
+_LONGEST_FIRST = ("test_multiprocess.py", "test_train.py", "test_launch_experiments.py",
+                  "test_caflow_training.py", "test_score_vae_losses.py",
+                  "test_variance_minimization.py", "test_intrinsic_dim.py",
+                  "test_training_engine.py", "test_mixed_precision.py")
+
+
+def pytest_configure(config):
+  if hasattr(config.option, "loadscopereorder"):  # pytest-xdist
+    config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable
