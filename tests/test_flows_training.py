@@ -1,11 +1,14 @@
 """Tests for vdm_jax/flows/training.py and maximum-likelihood fitting of flows."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+from tests.xla_flags import RUN_OPTIONS
 from vdm_jax import flows
 from vdm_jax.data import digits_arrays
 
@@ -14,7 +17,7 @@ def _fit(flow, params, loss_fn, data_fn, steps, lr):
   opt = optax.adam(lr)
   state = opt.init(params)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=RUN_OPTIONS)
   def step(params, state, rng):
     loss, grads = jax.value_and_grad(loss_fn)(params, rng, data_fn(rng))
     updates, state = opt.update(grads, state)
