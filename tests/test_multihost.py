@@ -82,3 +82,21 @@ def test_a_process_that_never_arrives_fails_by_name_after_the_timeout():
 def test_one_process_needs_no_client():
   assert multihost.allgather_bytes(b"abc") == [b"abc"]
   assert multihost.any_process(True) and not multihost.any_process(False)
+
+
+def test_a_new_distributed_client_starts_a_new_exchange(monkeypatch):
+  """After shutdown and a new initialize, call numbers restart at 0 with the new peers."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(jax, "process_index", lambda: 0)
+  monkeypatch.setattr(multihost, "_default", None)
+  first, second = FakeStore(), FakeStore()
+  monkeypatch.setattr(distributed.global_state, "client", first)
+  ex = multihost._exchange()
+  assert multihost._exchange() is ex and ex.client is first and ex.count == 2
+  monkeypatch.setattr(distributed.global_state, "client", second)
+  assert multihost._exchange().client is second
+  monkeypatch.setattr(distributed.global_state, "client", None)
+  with pytest.raises(RuntimeError, match="jax.distributed.initialize"):
+    multihost._exchange()

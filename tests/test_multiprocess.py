@@ -244,10 +244,11 @@ def test_two_processes_train_as_one(tmp_path):
 def test_a_stop_request_is_agreed_by_every_process_at_a_window_end(monkeypatch):
   """SIGTERM reaches one host of a pod: every process stops, at one step."""
   from vdm_jax.training import loop  # pylint: disable=g-import-not-at-top
-  assert loop._any_process(True) and not loop._any_process(False)  # the real gather
+  from vdm_jax.training import multihost  # pylint: disable=g-import-not-at-top
+  assert multihost.any_process(True) and not multihost.any_process(False)  # the real gather
   gathered = []
   # Process 1 was signalled; this one, process 0, was not.
-  monkeypatch.setattr(loop, "_any_process", lambda flag: gathered.append(flag) or True)
+  monkeypatch.setattr(multihost, "any_process", lambda flag: gathered.append(flag) or True)
   monkeypatch.setattr(jax, "process_count", lambda: 2)
   with loop._StopRequest() as stop:
     assert not stop.agreed(at_window_end=False)  # mid-window: no gather, no stop.

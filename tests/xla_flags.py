@@ -22,13 +22,15 @@ def _jaxlib_version() -> tuple[int, ...]:
     return (0, 0)
 
 
+_KNOWS_FUSION_EMITTERS_FLAG = _jaxlib_version() >= (0, 10)
+
 COMPILE_FLAGS = "--xla_backend_optimization_level=0" + (
-    " --xla_cpu_use_fusion_emitters=false" if _jaxlib_version() >= (0, 10) else "")
+    " --xla_cpu_use_fusion_emitters=false" if _KNOWS_FUSION_EMITTERS_FLAG else "")
 
 # For the few tests whose time is running a jitted step hundreds of times, not
 # compiling it: `jax.jit(f, compiler_options=RUN_OPTIONS)` compiles that one
 # program with XLA's default optimisations (a 4x4 flow's Adam step: 21 ms at
 # level 0 vs 2.6 ms, for 1 s more compile).
 RUN_OPTIONS = {"xla_backend_optimization_level": 2}
-if _jaxlib_version() >= (0, 10):
+if _KNOWS_FUSION_EMITTERS_FLAG:
   RUN_OPTIONS["xla_cpu_use_fusion_emitters"] = True

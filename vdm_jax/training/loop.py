@@ -144,18 +144,13 @@ class _StopRequest:
 
     A preemption signal reaches the hosts of a pod at different steps; a
     process that stopped alone to save would leave the others waiting in the
-    next step's collective. So with several processes the flags are gathered,
-    and any one of them stops every process, at window ends only: the loop
-    already waits for the device there, so agreeing costs no extra sync.
+    next step's collective. So with several processes the flags are gathered
+    (`multihost.any_process`, one key-value round trip, no device sync), and
+    any one of them stops every process, at window ends only.
     """
     if jax.process_count() == 1:
       return self.requested
-    return at_window_end and _any_process(self.requested)
-
-
-def _any_process(flag: bool) -> bool:
-  """True on every process if `flag` is true on any (a barrier)."""
-  return multihost.any_process(flag)
+    return at_window_end and multihost.any_process(self.requested)
 
 
 def _progress(total, initial, desc, enabled):

@@ -4,12 +4,10 @@ Some decisions concern hosts, not devices: is the workdir shared, do the saved
 states agree, has any host been asked to stop. The processes exchange a few
 bytes for them through the coordination service that `jax.distributed.initialize`
 starts (the service that also carries orbax's barriers and the heartbeats),
-not through a device collective. A device all-gather
-(`multihost_utils.process_allgather`) compiles a program per shape and runs it
-on the devices beside the training step; on CPU with gloo, its 2-device
-cliques were seen to hang intermittently at a checkpoint save, with both
-processes inside the gather. The key-value store has no such cliques, no
-compile, and a timeout.
+not through a device collective: a device all-gather
+(`multihost_utils.process_allgather`) compiles a program per shape and queues
+it on the devices behind the training step, while the key-value store needs
+no compile, no device and has a timeout.
 
 Every process must make the same sequence of calls, as with any collective:
 the n-th call of each process is matched with the n-th call of the others.
@@ -35,6 +33,10 @@ class KeyValueClient(Protocol):
   def key_value_delete(self, key: str) -> None: ...
 
 
+def _key(call: int, index: int) -> str:
+  return f"vdm_jax/exchange/{call}/{index}"
+
+
 class Exchange:
   """All-gathers bytes between `count` processes through a key-value store.
 
@@ -55,7 +57,7 @@ class Exchange:
                timeout_s: float = DEFAULT_TIMEOUT_S):
     if not 0 <= index < count:
       raise ValueError(f"process index {index} is outside range({count}).")
-    self._client, self.index, self.count = client, index, count
+    self.client, self.index, self.count = client, index, count
     self._timeout_ms = int(timeout_s * 1000)
     self._calls = 0
     self._lock = threading.Lock()  # one call at a time keeps the call numbers matched.
@@ -67,16 +69,15 @@ class Exchange:
     with self._lock:
       call = self._calls
       self._calls += 1
-      key = lambda n, i: f"vdm_jax/exchange/{n}/{i}"  # pylint: disable=unnecessary-lambda-assignment
-      self._client.key_value_set_bytes(key(call, self.index), value)
+      self.client.key_value_set_bytes(_key(call, self.index), value)
       gathered = []
       for i in range(self.count):
         if i == self.index:
           gathered.append(value)
           continue
         try:
-          gathered.append(self._client.blocking_key_value_get_bytes(
-              key(call, i), self._timeout_ms))
+          gathered.append(self.client.blocking_key_value_get_bytes(
+              _key(call, i), self._timeout_ms))
         except Exception as e:  # the client raises its own status errors.
           raise RuntimeError(
               f"Process {self.index} waited {self._timeout_ms / 1000:g} s for "
@@ -84,15 +85,20 @@ class Exchange:
               f"and it did not: the processes of a run must make the same "
               f"checks in the same order. {type(e).__name__}: {e}") from e
       if call > 0:
-        self._client.key_value_delete(key(call - 1, self.index))
+        self.client.key_value_delete(_key(call - 1, self.index))
       return gathered
 
 
-_DEFAULT: dict[tuple[int, int], Exchange] = {}
+_default: Exchange | None = None
 
 
 def _exchange() -> Exchange:
-  """The exchange over this run's jax.distributed client (made on first use)."""
+  """The exchange over this run's jax.distributed client (made on first use).
+
+  Made again for a new client (after `jax.distributed.shutdown` and a new
+  `initialize`), whose peers number their calls from 0 again.
+  """
+  global _default  # pylint: disable=global-statement
   from jax._src import distributed  # pylint: disable=g-import-not-at-top
   # There is no public accessor of the client; orbax reads the same attribute.
   client = distributed.global_state.client
@@ -101,11 +107,9 @@ def _exchange() -> Exchange:
         "Several JAX processes but no jax.distributed client: call "
         "jax.distributed.initialize() first (launch.py does it from "
         "--coordinator_address, --num_processes and --process_id).")
-  ident = (id(client), jax.process_index())
-  if ident not in _DEFAULT:
-    _DEFAULT.clear()
-    _DEFAULT[ident] = Exchange(client, jax.process_index(), jax.process_count())
-  return _DEFAULT[ident]
+  if _default is None or _default.client is not client:
+    _default = Exchange(client, jax.process_index(), jax.process_count())
+  return _default
 
 
 def allgather_bytes(value: bytes) -> list[bytes]:
