@@ -98,6 +98,12 @@ def sampler_suite(s):
 
 def run(config, workdir):
   """Trains the score model, runs every sampler; returns a summary dict."""
+  # A bad sampler name fails here, not after training.
+  suite = sampler_suite(config.sampler_scale)
+  unknown = sorted(set(config.samplers) - set(suite))
+  if unknown or not config.samplers:
+    raise ValueError(f"config.samplers must be a non-empty subset of {tuple(suite)}, "
+                     f"got {tuple(config.samplers)!r}.")
   os.makedirs(workdir, exist_ok=True)
   seed, data_name = config.seed, config.data
   rng = jax.random.key(seed)
@@ -125,11 +131,6 @@ def run(config, workdir):
     exact_score, exact_logp = score_fns.gaussian_mixture_score(*ring_mixture(),
                                                                sde)
 
-  suite = sampler_suite(config.sampler_scale)
-  unknown = sorted(set(config.samplers) - set(suite))
-  if unknown or not config.samplers:
-    raise ValueError(f"config.samplers must be a non-empty subset of {tuple(suite)}, "
-                     f"got {tuple(config.samplers)!r}.")
   rows, all_samples = [], {}
   for name, sampler in ((k, v) for k, v in suite.items() if k in config.samplers):
     row = {"sampler": name}

@@ -82,6 +82,17 @@ def test_toy_2d(tmp_path):
   assert np.isfinite(s["ddim_eta0_energy"]) and s["true_nll_nats"] > 0
 
 
+def test_toy_2d_unknown_sampler_fails_before_training(tmp_path, monkeypatch):
+  from experiments import toy_2d
+  monkeypatch.setattr(toy_2d.training, "fit", lambda *a, **k: pytest.fail("trained"))
+  config = _config("toy_2d")
+  config.samplers = ("ddim_eta0", "euler")
+  with pytest.raises(ValueError, match=r"config.samplers must be a non-empty subset of "
+                                       r"\('euler_maruyama'.*got \('ddim_eta0', 'euler'\)"):
+    toy_2d.run(config, str(tmp_path))
+  assert not os.listdir(tmp_path)
+
+
 @pytest.mark.slow
 def test_cfg_digits(tmp_path):
   from experiments import cfg_digits
