@@ -1,6 +1,7 @@
 """The training engine (vdm_jax.training) with a non-VDM method: the score trainer."""
 
 import errno
+import functools
 import json
 import os
 import re
@@ -23,6 +24,9 @@ MODEL = ScoreMLP(hidden=(16, 16), emb_dim=8, zero_init_output=False)
 X = jax.random.normal(jax.random.key(0), (32, 4))
 
 
+# One step function per setting: `training.train`'s pmap of the same function
+# reuses its trace and compile (a new closure would trace and compile again).
+@functools.lru_cache(maxsize=None)
 def _score_step(*, axis_name=training.AXIS, learning_rate=1e-2, total=20):
   """The score trainer's method (loss on a minibatch drawn on device) as an engine step."""
   loss_fn = score_training.make_loss_fn(MODEL, gamma_min=-8.0, gamma_max=-2.0,
@@ -82,6 +86,27 @@ def test_ema_warmup_matches_the_closed_form():
 def test_ema_rejects_a_bad_decay():
   with pytest.raises(ValueError, match=r"decay must lie in \[0, 1\), got 1.0"):
     training.ema(1.0)
+
+
+def test_step_reports_the_global_norms_of_gradients_and_new_params():
+  """'grad_norm' and 'param_norm' are the L2 norms over every leaf (float32 sums)."""
+  import optax  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  params = {"w": rng.normal(size=(3, 4)).astype(np.float32),
+            "b": {"c": rng.normal(size=(5,)).astype(np.float32)}}
+  grad_fn = training.value_and_grad(
+      lambda p, batch, key, shard: (jnp.sum(p["w"] ** 2) + jnp.sum(jnp.sin(p["b"]["c"])), {}))
+  optimizer = optax.sgd(0.1)
+  step = jax.jit(training.make_step(grad_fn, optimizer, training.ema(0.9)))
+  state, metrics = step(training.init_state(params, optimizer, training.ema(0.9)), None,
+                        jax.random.key(0))
+  grads = {"w": 2 * params["w"], "b": {"c": np.cos(params["b"]["c"])}}
+  norm = lambda t: np.sqrt(sum(np.sum(np.square(x, dtype=np.float64))
+                               for x in jax.tree.leaves(t)))
+  np.testing.assert_allclose(metrics["grad_norm"], norm(grads), rtol=1e-5)
+  np.testing.assert_allclose(metrics["param_norm"], norm(state.params), rtol=1e-5)
+  assert norm(state.params) != pytest.approx(norm(params), rel=1e-3)  # the new params'.
+  assert bool(metrics["finite"])
 
 
 # ----------------------------------------------------------------------------

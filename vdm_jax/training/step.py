@@ -119,6 +119,20 @@ def value_and_grad(loss_fn: Callable) -> Callable:
   return grad_fn
 
 
+def _flat_norm(tree) -> jax.Array:
+  """The global L2 norm of a pytree as one reduction over its concatenated leaves.
+
+  `optax.tree.norm` reduces each leaf apart: this is the same value up to the
+  order of float sums, in one XLA kernel instead of one per leaf (a compile
+  costs about its number of kernels: 11% of the tiny VDM step's HLO).
+  """
+  leaves = [jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(tree)]
+  if not leaves:
+    return jnp.zeros((), jnp.float32)
+  flat = jnp.concatenate(leaves)
+  return jnp.sqrt(jnp.vdot(flat, flat))
+
+
 def make_step(grad_fn: Callable, optimizer: optax.GradientTransformation,
               ema: ema_lib.Ema, *, axis_name: str | None = None,
               rng_fn: Callable | None = None,
@@ -150,8 +164,10 @@ def make_step(grad_fn: Callable, optimizer: optax.GradientTransformation,
       grads, loss, metrics = jax.lax.pmean((grads, loss, metrics), axis_name)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    # The gradient norm in optax's form, which XLA shares with the same norm
+    # in `clip_by_global_norm`; the parameter norm is only a metric.
     metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
-                   param_norm=optax.tree.norm(params))
+                   param_norm=_flat_norm(params))
     if metrics_fn is not None:
       metrics.update(metrics_fn(params))
     metrics["finite"] = (jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])
