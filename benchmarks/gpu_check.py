@@ -149,6 +149,7 @@ def main(_):
   steps = _STEPS.value or (2 if tiny else 10)
   warmup = min(_WARMUP.value, 1) if tiny else _WARMUP.value
   device = jax.local_devices()[0]
+  print("== jax", jax.__version__, jax.devices(), flush=True)
   configs = {d: make_config(d, tiny=tiny, batch=batch) for d in _DTYPES.value}
   with concurrent.futures.ThreadPoolExecutor(len(configs)) as pool:
     futures = {d: pool.submit(compile_step, c) for d, c in configs.items()}

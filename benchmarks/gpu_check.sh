@@ -45,6 +45,5 @@ fi
 
 export VDM_GPU_CHECK_TINY="$TINY"
 if [[ "$TINY" == 1 ]]; then export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"; fi
-"$PY" -c "import jax; print('== jax', jax.__version__, jax.devices())"
 timeout "${VDM_GPU_CHECK_TIMEOUT:-270}" "$PY" -m benchmarks.gpu_check "$@"
 echo "== gpu_check.sh total $(( $(date +%s) - start )) s"
