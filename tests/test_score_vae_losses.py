@@ -252,8 +252,9 @@ def test_correction_closes_most_of_the_gap_to_the_exact_posterior_score():
   t = jax.random.uniform(k3, (n,), minval=1e-2, maxval=1.0)
   noise = jax.random.normal(k4, x0.shape)
   exact = lambda pp, cond, x, s, zz: lg.posterior_score(x, s, zz)
-  dsm = lambda score, cond: float(jnp.mean(score_vae.make_score_dsm(
-      sde, score, t_min=1e-2)(cond, {}, x0, z, t, noise)))
+  # Jitted: eagerly, each of the DSM's ops would compile on its own.
+  dsm = lambda score, cond: float(jnp.mean(jax.jit(score_vae.make_score_dsm(
+      sde, score, t_min=1e-2))(cond, {}, x0, z, t, noise)))
   prior_only = lambda pp, cond, x, s, zz: lg.prior_score(x, s)
   d_base, d_plus, d_exact, d_prior = (dsm(base, {}), dsm(plus, ({}, cp)),
                                       dsm(exact, {}), dsm(prior_only, {}))

@@ -105,15 +105,16 @@ def test_tweedie_final_step_of_decoders():
   ode = functools.partial(samplers.ode_sample, jax.random.key(0), lg.prior_score,
                           sde, x_T.shape, solver="heun", n_steps=20, t_end=None,
                           x_init=x_T)
-  plain, n_plain = ode()
-  tw, n_tw = ode(tweedie=True)
+  # jitted: eagerly, every op of the solver compiles on its own.
+  plain, n_plain = jax.jit(ode)()
+  tw, n_tw = jax.jit(functools.partial(ode, tweedie=True))()
   assert int(n_tw) == int(n_plain) + 1
   a, s = (float(v[0]) for v in sde.marginal_coeffs(jnp.array([0.05])))
   gain = a * lg.S @ np.linalg.inv(a**2 * lg.S + s**2 * np.eye(3))
   np.testing.assert_allclose(tw, plain @ gain.T, rtol=1e-4, atol=1e-5)
-  out, n_evals = samplers.pc_sample(jax.random.key(8), lg.prior_score, sde,
-                                    x_T.shape, n_steps=10, t_end=None,
-                                    x_init=x_T, tweedie=True)
+  out, n_evals = jax.jit(lambda k: samplers.pc_sample(
+      k, lg.prior_score, sde, x_T.shape, n_steps=10, t_end=None, x_init=x_T,
+      tweedie=True))(jax.random.key(8))
   assert out.shape == x_T.shape and bool(jnp.all(jnp.isfinite(out)))
   assert int(n_evals) == 11
 
@@ -150,8 +151,9 @@ def test_eps_network_maps_data_shape_to_data_shape(model):
   init, eps_apply = score_vae.make_eps_network(
       model, (8, 8, 1), hidden=(16,), emb_dim=8, ch=8, n_blocks=1,
       ch_mult=(1,))
-  params = init(jax.random.key(0))
-  out = eps_apply(params, jnp.ones((3, 8, 8, 1)), jnp.full((3,), 0.5))
+  # Shapes only: traced, not compiled (eagerly, a UNet compiles each op alone).
+  params = jax.eval_shape(init, jax.random.key(0))
+  out = jax.eval_shape(eps_apply, params, jnp.ones((3, 8, 8, 1)), jnp.full((3,), 0.5))
   assert out.shape == (3, 8, 8, 1)
   with pytest.raises(ValueError, match="'mlp' or 'unet'"):
     score_vae.make_eps_network("resnet", (8, 8, 1))
