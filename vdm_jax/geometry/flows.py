@@ -246,7 +246,8 @@ def coupling_masks(dim: int, n_steps: int, mask_type: str = "alternating"):
 
 def init_flow(model: RealNVP, rng) -> Any:
   """Initialises a `RealNVP`'s parameters (the identity map)."""
-  return model.init(rng, jnp.zeros((1, model.dim), jnp.float32))
+  # Jitted: an eager Flax init compiles each op alone (the same bits for RealNVP).
+  return jax.jit(model.init)(rng, jnp.zeros((1, model.dim), jnp.float32))
 
 
 def flow_maps(model: RealNVP, params) -> Diffeomorphism:

@@ -64,7 +64,7 @@ def make_feature_space(kind: str, x_train, y_train, *, feature_dim: int,
   """
   if kind == "classifier" and y_train is not None:
     net = DigitFeatureClassifier(feature_dim)
-    params = net.init(rng, jnp.asarray(x_train[:1]))
+    params = jax.jit(net.init)(rng, jnp.asarray(x_train[:1]))  # jitted: not op by op.
     labels = jnp.asarray(y_train)
 
     def xent(params, key, idx_batch):

@@ -186,7 +186,8 @@ def make_eps_network(model: str, data_shape: Sequence[int], *,
     net = ScoreMLP(hidden=tuple(hidden), emb_dim=emb_dim)
     def eps_apply(params, x, t):
       return net.apply(params, x.reshape(x.shape[0], -1), t).reshape(x.shape)
-    return (lambda rng: net.init(rng, x_init.reshape(1, -1), t_init)), eps_apply
+    # Jitted: eagerly, Flax compiles each op alone (the same bits for this MLP).
+    return jax.jit(lambda rng: net.init(rng, x_init.reshape(1, -1), t_init)), eps_apply
   if model == "unet":
     net = UNet(ch=ch, n_blocks=n_blocks, ch_mult=tuple(ch_mult), dropout=0.0,
                fourier_exponents=())

@@ -228,8 +228,9 @@ def init_models(method: str, d: int, seed: int, *, hidden=(128, 128, 128)):
   critic = MLP(tuple(hidden), out=1)
   kg, kc, key = jax.random.split(jax.random.key(seed), 3)
   g_opt, c_opt = optimizers(method)
-  state = init_gan_state(gen.init(kg, jnp.zeros((1, z_dim))),
-                         critic.init(kc, jnp.zeros((1, d))), g_opt, c_opt)
+  # Jitted inits: eagerly, Flax compiles each op alone (the same bits for these MLPs).
+  state = init_gan_state(jax.jit(gen.init)(kg, jnp.zeros((1, z_dim))),
+                         jax.jit(critic.init)(kc, jnp.zeros((1, d))), g_opt, c_opt)
   return gen, critic, state, key, z_dim
 
 
