@@ -12,6 +12,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from vdm_jax import training
@@ -90,7 +91,6 @@ def test_ema_rejects_a_bad_decay():
 
 def test_step_reports_the_global_norms_of_gradients_and_new_params():
   """'grad_norm' and 'param_norm' are the L2 norms over every leaf (float32 sums)."""
-  import optax  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   params = {"w": rng.normal(size=(3, 4)).astype(np.float32),
             "b": {"c": rng.normal(size=(5,)).astype(np.float32)}}
