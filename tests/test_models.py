@@ -66,14 +66,15 @@ def test_vdm_eps_starts_at_z_and_checks_config():
     vdm.eps_fn(params, train=True)
 
 
-@pytest.mark.parametrize("ch", [16, 32, 64])
+@pytest.mark.parametrize("ch", [16, 32])
 def test_unet_output_depends_on_time_and_label(ch):
   """Conditioning survives GroupNorm at CPU widths.
 
   With one channel per GroupNorm group (the old rule gave 32 groups for 32
   channels) the per-channel shift cond_proj(cond) is removed exactly by the
   normalisation, and the network is blind to t and the label. Zero-initialised
-  layers are perturbed so that every path is live.
+  layers are perturbed so that every path is live. (Wider networks keep the
+  same group size: `test_num_groups_keeps_group_size`.)
   """
   net = UNet(ch=ch, n_blocks=1, ch_mult=(1, 2), dropout=0.0,
              fourier_exponents=(), num_classes=10)

@@ -56,20 +56,20 @@ def three_steps(tmp_path_factory):
 
 
 def test_train_eval_sample_end_to_end(tmp_path):
-  config = _config(**{"training.num_train_steps": 40, "training.log_every": 10,
-                      "training.save_every": 20}, **ONE_DEVICE)
+  config = _config(**{"training.num_train_steps": 20, "training.log_every": 5,
+                      "training.save_every": 10}, **ONE_DEVICE)
   result = train.train_and_evaluate(config, str(tmp_path))
   losses = _losses(tmp_path)
-  assert sorted(losses) == [10, 20, 30, 40]
+  assert sorted(losses) == [5, 10, 15, 20]
   assert all(np.isfinite(v) for v in losses.values())
-  assert losses[40] < losses[10], losses  # learning: the bound goes down.
+  assert losses[20] < losses[5], losses  # learning: the bound goes down.
   assert np.isfinite(result["test_bpd"]) and result["test_bpd"] > 0
   assert os.path.getsize(result["samples_png"]) > 100
-  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "20"]
   if importlib.util.find_spec("tensorboardX"):  # TensorBoard: the bpd and the grid.
     from tests.test_tensorboard import _events  # pylint: disable=g-import-not-at-top
     tags = {(e.step, v.tag) for e in _events(tmp_path) for v in e.summary.value}
-    assert {(40, "loss"), (40, "eval_test_bpd"), (40, "samples")} <= tags, tags
+    assert {(20, "loss"), (20, "eval_test_bpd"), (20, "samples")} <= tags, tags
   # eval and sample modes reload the checkpoint.
   np.testing.assert_allclose(train.run_eval(config, str(tmp_path)), result["test_bpd"],
                              rtol=1e-5)
