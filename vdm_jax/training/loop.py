@@ -110,7 +110,8 @@ def _local_shard(x):
 @functools.partial(jax.jit, static_argnums=1)
 def _drop_replica_axis(leaves, drop):
   # One program per pytree structure: eager `x[0]` compiled a slice and a
-  # squeeze for every distinct leaf shape (~60 small programs for a UNet).
+  # squeeze for every distinct leaf shape (vdm_tiny's first run in a process:
+  # 25 -> 11 compiles).
   return [x[0] if d else x for x, d in zip(leaves, drop)]
 
 
