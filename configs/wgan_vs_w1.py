@@ -19,6 +19,7 @@ def get_config(arg=None):
   args = parse_arg(arg)
   c = base_config("wgan_vs_w1", seed=0)
   c.datasets = ("gaussian", "ring", "digits_pca8")
+  c.methods = ("wgan_clip", "wgan_gp", "minibatch_ot")  # generators trained on each set
   c.steps = 2000                  # generator steps
   c.log_every = 200               # steps between evaluations (critic gap, exact W1, energy)
   c.n_eval = 600                  # samples per exact-W1 evaluation (POT)

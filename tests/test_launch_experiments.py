@@ -27,8 +27,9 @@ _TINY = {
                                    max_iter=1, mechanisms=("mcar",)),
     "meta_allocation": dict(steps=5, mc_reps=20, budgets=(20, 50, 100),
                             nonlinear_budgets=(20,), allocations=(2, 5)),
+    # One method: tests/test_studies_wgan.py fits every one.
     "wgan_vs_w1": dict(steps=4, log_every=2, n_eval=50, datasets=("ring",),
-                       n_critic=1),
+                       n_critic=1, methods=("wgan_gp",)),
     "multiscale": {"quality.seconds": 1.0, "quality.samples": 16,
                    "quality.classifier_steps": 20, "quality.steps_per_unit": 4},
 }
@@ -121,6 +122,11 @@ def test_wgan_vs_w1(tmp_path):
   _outputs(tmp_path, "table.md", "results.json", "curves.png", "critic_vs_w1.png",
            "quality.png", "samples.png")
   w1 = [v for k, v in s.items() if k.startswith("w1_ring_")]
-  assert len(w1) == 3 and all(0 < v < 10 for v in w1)
+  assert len(w1) == 1 and all(0 < v < 10 for v in w1)
   with open(tmp_path / "results.json") as f:
     assert [r["step"] for r in json.load(f)["logs"]["ring/wgan_gp"]] == [0, 2, 4]
+  bad = _config("wgan_vs_w1")
+  bad.methods = ("wgan_gp", "gan")
+  with pytest.raises(ValueError, match="config.methods must be a non-empty subset"):
+    wgan_vs_w1.run(bad, str(tmp_path / "bad"))
+  assert not (tmp_path / "bad").exists()
