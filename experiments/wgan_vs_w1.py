@@ -120,7 +120,7 @@ def run(config, workdir):
   out = workdir
   steps, log_every, n_eval = config.steps, config.log_every, config.n_eval
   datasets = list(config.datasets)
-  methods = tuple(config.get("methods", METHODS))
+  methods = tuple(config.methods)
   unknown = [m for m in methods if m not in METHODS]
   if unknown or not methods:
     raise ValueError(f"config.methods must be a non-empty subset of {METHODS}, "
