@@ -115,6 +115,10 @@ def _drop_replica_axis(leaves, drop):
   return [x[0] if d else x for x, d in zip(leaves, drop)]
 
 
+def _identity(tree):
+  return tree
+
+
 def first_replica(tree):
   """This process's first replica of a pmapped pytree (no cross-process traffic)."""
   leaves, treedef = jax.tree.flatten(tree)
@@ -305,9 +309,9 @@ def train(step_fn: Callable, init_state, *, batches: Callable[[int], Iterator] |
     return [{key: v[i] for key, v in m.items()} for i in range(k)]
   # Place the replicas as pmap outputs are placed: a host array here would
   # make the second call (fed the first call's output) compile the step again;
-  # the sharding names the pmap axis, so the identity uses the same name.
-  state = jax.pmap(lambda s: s, axis_name=AXIS, devices=pmap_devices)(
-      replicate(state, n))
+  # the sharding names the pmap axis, so the identity uses the same name. A
+  # module-level function, so that later runs in the process reuse its program.
+  state = jax.pmap(_identity, axis_name=AXIS, devices=pmap_devices)(replicate(state, n))
 
   def log(step, metrics, prefix=""):
     if writer is not None:
