@@ -76,6 +76,22 @@ def test_train_eval_sample_end_to_end(tmp_path):
   assert os.path.exists(train.run_sample(config, str(tmp_path)))
 
 
+def test_configs_equal_in_the_program_fields_share_one_build():
+  """`train.programs`: a run's length, logging, devices and data location do not
+  enter a program, so such runs reuse one trace and compile; any model or
+  optimiser field gives new programs."""
+  first = train.programs(_config())
+  assert train.programs(_config(**{"training.num_train_steps": 3, "training.log_every": 3},
+                                **ONE_DEVICE, **NO_END)) is first
+  assert train.programs(_config(**{"optimizer.learning_rate": 1e-2})) is not first
+  assert train.programs(_config(**{"model.ch": 16})).vdm.network.ch == 16
+  # The builders see only the keyed fields: reading another one fails loudly.
+  keyed = train._program_config(_config())  # pylint: disable=protected-access
+  assert keyed.model.ch == first.vdm.network.ch
+  with pytest.raises(AttributeError):
+    keyed.training.num_train_steps  # pylint: disable=pointless-statement
+
+
 def test_resume_reproduces_the_loss_sequence(tmp_path, six_steps, three_steps):
   part = str(tmp_path / "part")
   shutil.copytree(three_steps, part)  # a 3-step run of the 6-step config's program.

@@ -20,10 +20,12 @@ from __future__ import annotations
 import functools
 import math
 import os
+from typing import Callable, NamedTuple
 
 from absl import logging
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -89,15 +91,19 @@ def _example_batch(config, batch_size):
   return jnp.zeros(shape, jnp.int32), label
 
 
-def create_train_state(config, vdm: VDM, optimizer, rng) -> training.TrainState:
+def _state_initializer(config, vdm: VDM, optimizer):
   x, label = _example_batch(config, 1)
   # Under jit: run eagerly, Flax's init dispatches every op of the UNet one at
   # a time (vdm_tiny on 2 CPU cores: 8.4 s eager vs 2.8 s compiled at XLA's
   # backend optimisation level 0, 20 s vs 16 s at the default level); the
   # parameters are the same bits.
-  init = jax.jit(lambda key: training.init_state(vdm.init(key, x, label), optimizer,
+  return jax.jit(lambda key: training.init_state(vdm.init(key, x, label), optimizer,
                                                  build_ema(config)))
-  return init(rng)
+
+
+def create_train_state(config, vdm: VDM, optimizer, rng) -> training.TrainState:
+  """The initial `TrainState` (params from `vdm.init`, optimiser state, EMA)."""
+  return _state_initializer(config, vdm, optimizer)(rng)
 
 
 def replicate(tree):
@@ -176,9 +182,8 @@ def evaluate(config, vdm: VDM, params_replicated, p_eval_step, rng, *,
   return total / count
 
 
-def generate_samples(config, vdm: VDM, params, rng, num_samples=None):
-  """Ancestral samples as uint8-valued int arrays [N, H, W, C] (jitted, one device)."""
-  n = num_samples or config.sampling.num_samples
+def _sampler(config, vdm: VDM, n: int):
+  """Jitted ``(params, rng) -> n`` ancestral samples (labels cycle through the classes)."""
   label = (jnp.arange(n, dtype=jnp.int32) % config.data.num_classes
            if config.model.class_conditional else None)
 
@@ -190,7 +195,77 @@ def generate_samples(config, vdm: VDM, params, rng, num_samples=None):
         num_steps=config.sampling.num_steps,
         sample_softmax=config.sampling.sample_softmax)
 
-  return np.asarray(run(params, rng))
+  return run
+
+
+def generate_samples(config, vdm: VDM, params, rng, num_samples=None):
+  """Ancestral samples as uint8-valued int arrays [N, H, W, C] (jitted, one device)."""
+  n = num_samples or config.sampling.num_samples
+  if n == config.sampling.num_samples and vdm is programs(config).vdm:
+    return np.asarray(programs(config).sample(params, rng))
+  return np.asarray(_sampler(config, vdm, n)(params, rng))
+
+
+# ----------------------------------------------------------------------------
+# The compiled-once programs of a config.
+# ----------------------------------------------------------------------------
+# Every field the programs below read. Runs whose configs agree on these share
+# one build (the length of a run, its logging and checkpointing, the devices
+# and the data location do not enter a program).
+_PROGRAM_FIELDS = ("model", "data", "optimizer", "training.ema_rate",
+                   "training.ema_warmup", "training.variance_minimization",
+                   "eval.num_t_draws", "sampling.num_samples", "sampling.num_steps",
+                   "sampling.sample_softmax")
+
+
+class Programs(NamedTuple):
+  """A config's VDM and optimiser, and its functions built once per process."""
+  vdm: VDM
+  optimizer: optax.GradientTransformation
+  init: Callable        # jitted: key -> TrainState (one copy)
+  step: Callable        # the engine step, `make_train_step(..., axis_name=AXIS)`
+  p_eval_step: Callable  # `eval_step` pmapped over the local devices
+  sample: Callable      # jitted: (params, key) -> config.sampling.num_samples samples
+
+
+def programs(config) -> Programs:
+  """The VDM, optimiser, init, step, eval and sampling functions of `config`.
+
+  Built once per process for configs equal in the fields the programs read
+  (`_PROGRAM_FIELDS`): a run resumed in the same process, ``--mode=eval``
+  after training, or a second run of the same model reuses the first one's
+  traces and compiled programs (jit caches by function identity; new closures
+  would trace, lower and compile everything again). The builders are given a
+  frozen copy of those fields alone, so a program cannot read a field the
+  cache key leaves out (that would be a KeyError, not a stale program).
+  """
+  return _programs(_program_config(config))
+
+
+def _program_config(config) -> ml_collections.FrozenConfigDict:
+  sub = ml_collections.ConfigDict()
+  for name in _PROGRAM_FIELDS:
+    section, _, field = name.partition(".")
+    if not field:
+      sub[section] = config[section]
+      continue
+    if section not in sub:
+      sub[section] = ml_collections.ConfigDict()
+    sub[section][field] = config[section][field]
+  return ml_collections.FrozenConfigDict(sub)
+
+
+@functools.lru_cache(maxsize=4)
+def _programs(config: ml_collections.FrozenConfigDict) -> Programs:
+  vdm = build_vdm(config)
+  optimizer = build_optimizer(config)
+  return Programs(
+      vdm=vdm, optimizer=optimizer,
+      init=_state_initializer(config, vdm, optimizer),
+      step=make_train_step(vdm=vdm, optimizer=optimizer, config=config, axis_name=AXIS),
+      p_eval_step=jax.pmap(functools.partial(eval_step, vdm=vdm, config=config),
+                           axis_name=AXIS),
+      sample=_sampler(config, vdm, config.sampling.num_samples))
 
 
 # ----------------------------------------------------------------------------
@@ -256,11 +331,9 @@ def validate_config(config) -> None:
 
 def load_params(config, workdir, *, ema: bool = True):
   """EMA (or raw) parameters of the latest checkpoint in `workdir`, for other tools."""
-  vdm = build_vdm(config)
+  progs = programs(config)
   # Restoring needs only the state's shapes and dtypes: traced, not run.
-  shapes = jax.eval_shape(
-      lambda key: create_train_state(config, vdm, build_optimizer(config), key),
-      jax.random.key(0))
+  shapes = jax.eval_shape(progs.init, jax.random.key(0))
   template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
   manager = training.Checkpointer(workdir, keep=config.training.keep_checkpoints)
   try:
@@ -272,7 +345,7 @@ def load_params(config, workdir, *, ema: bool = True):
         f"No checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
         f"(--mode=train).")
   state = jax.tree.map(jnp.asarray, state)
-  return vdm, (state.ema.params if ema else state.params), int(state.step)
+  return progs.vdm, (state.ema.params if ema else state.params), int(state.step)
 
 
 # ----------------------------------------------------------------------------
@@ -297,22 +370,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
   data_lib.check_divisible(config.training.batch_size, devices * jax.process_count())
   data_lib.check_divisible(config.eval.batch_size, jax.device_count(), "eval.batch_size")
 
-  vdm = build_vdm(config)
-  optimizer = build_optimizer(config)
+  progs = programs(config)
   base_rng = jax.random.key(config.seed)
   init_rng, train_rng, eval_rng, sample_rng = jax.random.split(base_rng, 4)
-  state = create_train_state(config, vdm, optimizer, init_rng)
+  state = progs.init(init_rng)
   n_params = sum(x.size for x in jax.tree.leaves(state.params["network"]))
   logging.info("VDM: %d network parameters, %d local devices, global batch %d.",
                n_params, devices, config.training.batch_size)
 
-  p_eval_step = jax.pmap(functools.partial(eval_step, vdm=vdm, config=config),
-                         axis_name=AXIS)
-
   def test_bpd(state, step):
     del step
-    return {"test_bpd": evaluate(config, vdm, replicate(state.ema.params),
-                                 p_eval_step, eval_rng, source=test_source)}
+    return {"test_bpd": evaluate(config, progs.vdm, replicate(state.ema.params),
+                                 progs.p_eval_step, eval_rng, source=test_source)}
 
   def batches(start_step):
     return data_lib.train_batches(
@@ -321,8 +390,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         process_count=jax.process_count(), local_devices=devices)
 
   run = training.train(
-      make_train_step(vdm=vdm, optimizer=optimizer, config=config, axis_name=AXIS),
-      state, batches=batches, base_rng=train_rng,
+      progs.step, state, batches=batches, base_rng=train_rng,
       num_steps=config.training.num_train_steps, log_every=config.training.log_every,
       workdir=workdir, save_every=config.training.save_every,
       keep_checkpoints=config.training.keep_checkpoints, num_devices=devices,
@@ -338,7 +406,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     result["test_bpd"] = test_bpd(run.state, run.step)["test_bpd"]
     writer.write(run.step, {"test_bpd": result["test_bpd"]}, prefix="eval_")
   if config.sampling.at_end and jax.process_index() == 0:
-    samples = generate_samples(config, vdm, run.state.ema.params, sample_rng)
+    samples = np.asarray(progs.sample(run.state.ema.params, sample_rng))
     result["samples_png"] = images_lib.save_grid(
         samples, os.path.join(workdir, f"samples_step{run.step}.png"),
         vocab_size=config.data.vocab_size)
@@ -351,10 +419,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 def run_eval(config, workdir: str) -> float:
   """Test bpd of the latest checkpoint's EMA parameters."""
   vdm, params, step = load_params(config, workdir)
-  p_eval_step = jax.pmap(functools.partial(eval_step, vdm=vdm, config=config),
-                         axis_name=AXIS)
-  params = replicate(params)
-  bpd = evaluate(config, vdm, params, p_eval_step,
+  bpd = evaluate(config, vdm, replicate(params), programs(config).p_eval_step,
                  jax.random.split(jax.random.key(config.seed), 4)[2])
   writer = training.metrics_log.MetricsWriter(workdir, active=jax.process_index() == 0)
   writer.write(step, {"test_bpd": bpd}, prefix="eval_")
