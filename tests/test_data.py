@@ -19,6 +19,21 @@ def test_digits_split_is_fixed_and_disjoint():
     data.digits_arrays("valid")
 
 
+def test_digits_are_scikit_learns_and_its_loader_is_the_fallback(monkeypatch):
+  """The CSV read without importing scikit-learn gives its `load_digits` arrays."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  ref = load_digits()
+  images, labels = data._sklearn_digits()  # pylint: disable=protected-access
+  np.testing.assert_array_equal(images[..., 0], ref.images.astype(np.uint8))
+  np.testing.assert_array_equal(labels, ref.target)
+  assert images.dtype == np.uint8 and labels.dtype == np.int32
+  monkeypatch.setattr(data.os.path, "exists", lambda path: False)  # a moved file.
+  fallback = data._sklearn_digits()  # pylint: disable=protected-access
+  np.testing.assert_array_equal(fallback[0], images)
+  np.testing.assert_array_equal(fallback[1], labels)
+  assert fallback[1].dtype == np.int32
+
+
 def test_batch_indices_are_epoch_permutations_and_resumable():
   n, b = 10, 4
   stream = np.concatenate([data.batch_indices(k, b, n, seed=3) for k in range(5)])
