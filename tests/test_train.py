@@ -81,7 +81,8 @@ def test_configs_equal_in_the_program_fields_share_one_build():
   enter a program, so such runs reuse one trace and compile; any model or
   optimiser field gives new programs."""
   first = train.programs(_config())
-  assert train.programs(_config(**{"training.num_train_steps": 3, "training.log_every": 3},
+  assert train.programs(_config(**{"training.num_train_steps": 3, "training.log_every": 3,
+                                  "data.data_dir": "/elsewhere"},
                                 **ONE_DEVICE, **NO_END)) is first
   assert train.programs(_config(**{"optimizer.learning_rate": 1e-2})) is not first
   assert train.programs(_config(**{"model.ch": 16})).vdm.network.ch == 16

@@ -212,7 +212,8 @@ def generate_samples(config, vdm: VDM, params, rng, num_samples=None):
 # Every field the programs below read. Runs whose configs agree on these share
 # one build (the length of a run, its logging and checkpointing, the devices
 # and the data location do not enter a program).
-_PROGRAM_FIELDS = ("model", "data", "optimizer", "training.ema_rate",
+_PROGRAM_FIELDS = ("model", "optimizer", "data.image_shape", "data.vocab_size",
+                   "data.num_classes", "training.ema_rate",
                    "training.ema_warmup", "training.variance_minimization",
                    "eval.num_t_draws", "sampling.num_samples", "sampling.num_steps",
                    "sampling.sample_softmax")
