@@ -2,7 +2,8 @@
 
 Each config's quick form, shrunk further by field overrides (as
 ``--config.<field>=...`` would), goes through ``experiments.<name>.run(config,
-workdir)``; one goes through ``launch.py`` in a subprocess. The checks are that
+workdir)``; one goes through ``launch.py``'s flags and ``main``
+(tests/test_launch.py). The checks are that
 the outputs exist and the summary is sane, not the figures.
 """
 

@@ -27,6 +27,12 @@ def test_mask_rates_and_mechanisms(mech):
     assert x[m].mean() > x[~m].mean() + 0.3
 
 
+# Few rounds on purpose. Matched by message: a warning class from scikit-learn
+# would make pytest's main process import it (~1.6 s) to report the warning.
+_FEW_ROUNDS = "ignore:\\[IterativeImputer\\] Early stopping criterion not reached"
+
+
+@pytest.mark.filterwarnings(_FEW_ROUNDS)
 @pytest.mark.parametrize("name", ["mean", "knn", "iterative", "missforest"])
 def test_sklearn_imputers_keep_observed_entries(name):
   x = _data()
