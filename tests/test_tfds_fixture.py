@@ -101,6 +101,9 @@ def test_tiny_vdm_trains_evaluates_and_samples_class_conditionally(tmp_path, mon
 
   monkeypatch.setattr(data, "train_batches", recording_batches)
   monkeypatch.setattr(variance_minimization, "vlb_loss_and_grads", recording_loss)
+  # A fresh build, so that the step is traced here, with the spy (a run of an
+  # equal config earlier in this process would have left its traced step).
+  train._programs.cache_clear()  # pylint: disable=protected-access
   result = train.train_and_evaluate(config, str(tmp_path))
 
   assert result["step"] == 2 and np.isfinite(result["loss"])

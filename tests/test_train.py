@@ -207,6 +207,9 @@ def test_bad_values_are_rejected_before_the_model_is_built(tmp_path, monkeypatch
                                                            message):
   def no_model(config):
     raise AssertionError("the model was built before the config was checked")
+  # `train.programs` builds (or reuses) the model: spied there, a cached build
+  # cannot hide a wrong order.
+  monkeypatch.setattr(train, "programs", no_model)
   monkeypatch.setattr(train, "build_vdm", no_model)
   workdir = tmp_path / "run"
   with pytest.raises(ValueError, match=message):
@@ -217,6 +220,7 @@ def test_bad_values_are_rejected_before_the_model_is_built(tmp_path, monkeypatch
 def test_unprepared_tfds_dataset_fails_before_the_model_is_built(tmp_path, monkeypatch):
   def no_model(config):
     raise AssertionError("the model was built before the data was found")
+  monkeypatch.setattr(train, "programs", no_model)
   monkeypatch.setattr(train, "build_vdm", no_model)
   config = _config(**{"data.name": "tfds", "data.tfds_name": "mnist",
                       "data.data_dir": str(tmp_path / "tfds")})
