@@ -74,6 +74,10 @@ def test_train_eval_sample_end_to_end(tmp_path):
   np.testing.assert_allclose(train.run_eval(config, str(tmp_path)), result["test_bpd"],
                              rtol=1e-5)
   assert os.path.exists(train.run_sample(config, str(tmp_path)))
+  # The sampler compiled once: the parameters after training and those restored
+  # by `run_sample` have one type and placement (`training.unreplicate`,
+  # `train.load_params`).
+  assert train.programs(config).sample._cache_size() == 1  # pylint: disable=protected-access
 
 
 def test_configs_equal_in_the_program_fields_share_one_build():

@@ -345,7 +345,10 @@ def load_params(config, workdir, *, ema: bool = True):
     raise FileNotFoundError(
         f"No checkpoint in {os.path.join(workdir, 'checkpoints')}; train first "
         f"(--mode=train).")
-  state = jax.tree.map(jnp.asarray, state)
+  # Committed to the first local device, as the engine's final state is: a
+  # jitted function given both (the sampler after training and in
+  # `run_sample`) compiles once.
+  state = jax.device_put(state, jax.local_devices()[0])
   return progs.vdm, (state.ema.params if ema else state.params), int(state.step)
 
 

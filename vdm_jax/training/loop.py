@@ -131,7 +131,17 @@ def first_replica(tree):
 def unreplicate(tree):
   """Replica 0 of a pmapped pytree, as plain arrays on the first local device."""
   device = jax.local_devices()[0]
-  return jax.tree.map(lambda x: jax.device_put(x, device), first_replica(tree))
+  sharding = jax.sharding.SingleDeviceSharding(device)
+
+  def plain(x):
+    x = jax.device_put(x, device)
+    if not isinstance(x, jax.Array):
+      return x
+    # The same buffer, as an array whose type no longer carries the pmap's
+    # mesh axis: a jitted function given these parameters and then the same
+    # parameters restored from a checkpoint traces and compiles once, not twice.
+    return jax.make_array_from_single_device_arrays(x.shape, sharding, [x])
+  return jax.tree.map(plain, first_replica(tree))
 
 
 class _StopRequest:
