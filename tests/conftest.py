@@ -34,8 +34,11 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
 # The longest test files (seconds of one cold run, 2026-12-07), run first: with
 # `-n 2 --dist loadfile` a worker takes a whole file at a time, and a long
 # file taken last keeps one worker busy alone at the end (xdist's default
-# order, by number of tests, put the 2-process file near the end).
-_LONGEST_FIRST = ("test_multiprocess.py", "test_train.py", "test_launch_experiments.py",
+# order, by number of tests, put the 2-process file near the end). The
+# 2-process file comes third: its in-process reference run then loads
+# test_train.py's programs from the persistent cache instead of compiling the
+# same ones at the same time on the other worker.
+_LONGEST_FIRST = ("test_train.py", "test_launch_experiments.py", "test_multiprocess.py",
                   "test_caflow_training.py", "test_score_vae_losses.py",
                   "test_variance_minimization.py", "test_intrinsic_dim.py",
                   "test_training_engine.py", "test_mixed_precision.py")
