@@ -238,7 +238,8 @@ def programs(config) -> Programs:
   traces and compiled programs (jit caches by function identity; new closures
   would trace, lower and compile everything again). The builders are given a
   frozen copy of those fields alone, so a program cannot read a field the
-  cache key leaves out (that would be a KeyError, not a stale program).
+  cache key leaves out (reading one raises an AttributeError instead of reusing
+  a stale program).
   """
   return _programs(_program_config(config))
 
