@@ -201,9 +201,11 @@ def _sampler(config, vdm: VDM, n: int):
 def generate_samples(config, vdm: VDM, params, rng, num_samples=None):
   """Ancestral samples as uint8-valued int arrays [N, H, W, C] (jitted, one device)."""
   n = num_samples or config.sampling.num_samples
-  if n == config.sampling.num_samples and vdm is programs(config).vdm:
-    return np.asarray(programs(config).sample(params, rng))
-  return np.asarray(_sampler(config, vdm, n)(params, rng))
+  progs = programs(config)
+  # The config's own model and sample count: its compiled-once sampler.
+  sample = (progs.sample if n == config.sampling.num_samples and vdm is progs.vdm
+            else _sampler(config, vdm, n))
+  return np.asarray(sample(params, rng))
 
 
 # ----------------------------------------------------------------------------
@@ -411,7 +413,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     result["test_bpd"] = test_bpd(run.state, run.step)["test_bpd"]
     writer.write(run.step, {"test_bpd": result["test_bpd"]}, prefix="eval_")
   if config.sampling.at_end and jax.process_index() == 0:
-    samples = np.asarray(progs.sample(run.state.ema.params, sample_rng))
+    samples = generate_samples(config, progs.vdm, run.state.ema.params, sample_rng)
     result["samples_png"] = images_lib.save_grid(
         samples, os.path.join(workdir, f"samples_step{run.step}.png"),
         vocab_size=config.data.vocab_size)

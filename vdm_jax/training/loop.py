@@ -135,8 +135,6 @@ def unreplicate(tree):
 
   def plain(x):
     x = jax.device_put(x, device)
-    if not isinstance(x, jax.Array):
-      return x
     # The same buffer, as an array whose type no longer carries the pmap's
     # mesh axis: a jitted function given these parameters and then the same
     # parameters restored from a checkpoint traces and compiles once, not twice.
