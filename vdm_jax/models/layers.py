@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
+
+from vdm_jax.models.attention import attention
 
 
 def timestep_embedding(t_in, dim: int, *, scale: float = 1000.0,
@@ -98,8 +99,13 @@ class ResnetBlock(nn.Module):
 
 
 class AttnBlock(nn.Module):
-  """Single-head self-attention over the spatial positions, residual, zero-init out."""
+  """Single-head self-attention over the spatial positions, residual, zero-init out.
+
+  `attention_fn(q, k, v)` maps `[B, L, C]` queries, keys and values to `[B, L, C]`
+  (default `vdm_jax.models.attention.attention`).
+  """
   dtype: jnp.dtype = jnp.float32
+  attention_fn: Callable = attention
 
   @nn.compact
   def __call__(self, x):
@@ -109,7 +115,7 @@ class AttnBlock(nn.Module):
     q = nn.Dense(c, dtype=self.dtype, name="q")(h)
     k = nn.Dense(c, dtype=self.dtype, name="k")(h)
     v = nn.Dense(c, dtype=self.dtype, name="v")(h)
-    h = jax.nn.dot_product_attention(q[:, :, None], k[:, :, None], v[:, :, None])
+    h = self.attention_fn(q, k, v)
     h = nn.Dense(c, kernel_init=nn.initializers.zeros, dtype=self.dtype,
-                 name="proj_out")(h[:, :, 0])
+                 name="proj_out")(h)
     return x + h.reshape(b, hgt, wdt, c)

@@ -20,12 +20,13 @@ https://arxiv.org/abs/2006.11239 (levels).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from vdm_jax import _checks
+from vdm_jax.models.attention import attention
 from vdm_jax.models.layers import AttnBlock
 from vdm_jax.models.layers import ResnetBlock
 from vdm_jax.models.layers import fourier_features
@@ -43,6 +44,9 @@ class UNet(nn.Module):
     label: optional `[B]` int class labels in [0, num_classes]; num_classes = null.
     train: enables dropout (needs a 'dropout' rng).
 
+  `attention_fn` is the core of every attention block, `(q, k, v) -> out` on
+  `[B, L, C]` arrays (default `vdm_jax.models.attention.attention`).
+
   Returns:
     `[B, H, W, out_channels or C]` float32.
   """
@@ -56,6 +60,7 @@ class UNet(nn.Module):
   out_channels: int | None = None
   num_classes: int = 0
   dtype: jnp.dtype = jnp.float32
+  attention_fn: Callable = attention
 
   @nn.compact
   def __call__(self, z, t_in, y=None, label=None, train: bool = False):
@@ -96,7 +101,7 @@ class UNet(nn.Module):
     def block(h, out_ch):
       h = ResnetBlock(out_ch, self.dropout, self.dtype)(h, cond, train)
       if self.attn_in_blocks or h.shape[1] in self.attn_resolutions:
-        h = AttnBlock(self.dtype)(h)
+        h = AttnBlock(self.dtype, self.attention_fn)(h)
       return h
 
     skips = [h]
@@ -109,7 +114,7 @@ class UNet(nn.Module):
         skips.append(h)
 
     h = ResnetBlock(None, self.dropout, self.dtype)(h, cond, train)
-    h = AttnBlock(self.dtype)(h)
+    h = AttnBlock(self.dtype, self.attention_fn)(h)
     h = ResnetBlock(None, self.dropout, self.dtype)(h, cond, train)
 
     for level, mult in reversed(list(enumerate(self.ch_mult))):
