@@ -106,4 +106,7 @@ def main(_):
 
 
 if __name__ == "__main__":
+  # Trained as launch.py trains it, with the same XLA:CPU options.
+  from vdm_jax import xla_options  # pylint: disable=g-import-not-at-top
+  xla_options.apply_to_environment()
   app.run(main)

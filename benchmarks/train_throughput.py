@@ -12,18 +12,25 @@ sync at the end, as in training), images/s, peak device memory and the XLA
 FLOP count of one step; writes JSON and prints a table. Data are random
 integers of the config's shape, so no dataset is needed.
 
-``--bare`` also builds a *bare* step from the same network and loss, the
-minimal step of the VDM reference code: ``vlb_loss`` -> ``jax.value_and_grad``
--> ``optax.adamw(b2=0.99, weight_decay=0.01)`` -> a plain EMA of the
-parameters, jitted with the state donated; by default its reconstruction term
-is the reference code's (`reference_vlb_loss`, ``--bare_decoder``). No
-clipping, no learning-rate warm-up, no variance-minimising schedule gradient, no metrics beyond the loss.
-The engine step (what `vdm_jax.training.train` runs: pmap over the local
-devices, state donated) and the bare step are then timed in the same process in
-interleaved rounds (round r times `--steps` back-to-back calls of each, in
-alternating order), and the table reports the median over rounds of the wall
-time and of the process CPU time per step, and their ratio. The machine's load
-drifts; interleaving and medians keep the comparison fair.
+``--xla_options=launcher`` (the default) compiles the engine step with the
+XLA:CPU options that `launch.py` applies (`vdm_jax.xla_options`: XLA's own
+kernels instead of YNNPACK fusions); ``default`` with XLA's defaults.
+
+``--bare`` also times two more programs of the same network and batch, each
+loss -> ``jax.value_and_grad`` -> ``optax.adamw(b2=0.99, weight_decay=0.01)``
+-> a plain EMA, jitted with the state donated, nothing else (no clipping,
+warm-up, variance-minimising gradient or metrics beyond the loss):
+- *bare*: our loss (`vdm_jax.variance_minimization.vlb_loss`) and network,
+  compiled with the engine step's options: what the engine's extras cost;
+- *reference*: the formulation of the VDM reference code, our stand-in for it
+  (it is not in this repository): its reconstruction term (`reference_vlb_loss`:
+  autodiff through the log-softmax of all V decoder logits), its attention
+  (`reference_attention`: q / sqrt(C), two einsums, autodiff through
+  `jax.nn.softmax`) and XLA's default options, as the reference is run.
+The three are timed in interleaved rounds (round r runs `--steps` back-to-back
+calls of each, the order rotating), and the table reports the median over
+rounds of the wall time and of the process CPU time per step, and the ratios.
+The machine's load drifts; interleaving and medians keep the comparison fair.
 
 ``--shape=issue`` sets a small CIFAR-shaped model: 32x32x3 images, batch 16,
 a 32-channel UNet with 4 blocks, no attention, dropout 0.1, learned linear
@@ -47,12 +54,11 @@ config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True
 flags.DEFINE_integer("steps", 20, "Timed steps (per round with --bare).")
 flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
 flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds (--bare).")
-flags.DEFINE_bool("bare", False, "Also time a bare step of the same network and loss.")
-flags.DEFINE_enum("bare_decoder", "reference", ["reference", "ours"],
-                  "Reconstruction term of the bare step: 'reference' computes the "
-                  "log-softmax of all V decoder logits and differentiates through "
-                  "it (as the VDM reference code does); 'ours' uses "
-                  "vdm_jax.losses.reconstruction_loss.")
+flags.DEFINE_bool("bare", False, "Also time a bare step of the same network and "
+                  "loss and one of the reference code's formulation (see docstring).")
+flags.DEFINE_enum("xla_options", "launcher", ["launcher", "default"],
+                  "XLA options of the engine step: launch.py's "
+                  "(vdm_jax.xla_options) or XLA's defaults.")
 flags.DEFINE_enum("shape", "config", ["config", "issue"],
                   "'issue': 32x32x3, batch 16, UNet 32 ch x 4 blocks (see docstring).")
 flags.DEFINE_string("out", "results/train_throughput.json", "JSON output path.")
@@ -157,6 +163,20 @@ def _flops(compiled):
     return None
 
 
+def reference_attention(q, k, v):
+  """softmax(q k^T / sqrt(C)) v as the VDM reference code writes it (autodiff backward)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  logits = jnp.einsum("bqc,bkc->bqk", q / jnp.sqrt(jnp.float32(q.shape[-1])).astype(q.dtype), k)
+  return jnp.einsum("bqk,bkc->bqc", jax.nn.softmax(logits, axis=-1), v)
+
+
+def reference_vdm(vdm):
+  """`vdm` whose network's attention blocks use `reference_attention` (same parameters)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  return dataclasses.replace(vdm, network=vdm.network.clone(attention_fn=reference_attention))
+
+
 class _Steps:
   """A compiled step and the state it carries: `steps(n)` runs n steps and waits."""
 
@@ -175,6 +195,7 @@ def main(_):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from vdm_jax import train  # pylint: disable=g-import-not-at-top
+  from vdm_jax import xla_options  # pylint: disable=g-import-not-at-top
   config = apply_shape(FLAGS.config, FLAGS.shape)
   devices = jax.local_device_count()
   vdm = train.build_vdm(config)
@@ -198,30 +219,35 @@ def main(_):
   base_rng = jax.random.key(1)
 
   # One compilation, timed, whose executable also gives the FLOP count.
+  compiler_options = (xla_options.cpu_compiler_options()
+                      if FLAGS.xla_options == "launcher" and jax.default_backend() == "cpu"
+                      else None)
   t0 = time.perf_counter()
-  compiled = p_step.lower(state, batch, base_rng).compile()
+  compiled = p_step.lower(state, batch, base_rng).compile(compiler_options)
   compile_s = time.perf_counter() - t0
   flops = _flops(compiled)
   runners = {"ours": _Steps(compiled, state, batch, base_rng)}
   runners["ours"](FLAGS.warmup)
 
-  bare = {}
+  extra = {}
   if FLAGS.bare:
-    bare_step, bare_init = make_bare_step(config, vdm, FLAGS.bare_decoder)
-    bare_state = bare_init(params0)
-    bare_batch = {"image": jax.device_put(images)}
-    t0 = time.perf_counter()
-    bare_compiled = bare_step.lower(bare_state, bare_batch, base_rng).compile()
-    bare["compile_s"] = time.perf_counter() - t0
-    bare["flops"] = _flops(bare_compiled)
-    runners["bare"] = _Steps(bare_compiled, bare_state, bare_batch, base_rng)
-    runners["bare"](FLAGS.warmup)
+    bare_images = jax.device_put(images)
+    for name, net, decoder, options in (
+        ("bare", vdm, "ours", compiler_options),
+        ("reference", reference_vdm(vdm), "reference", None)):
+      step_b, init_b = make_bare_step(config, net, decoder)
+      state_b = init_b(params0)
+      t0 = time.perf_counter()
+      compiled_b = step_b.lower(state_b, {"image": bare_images}, base_rng).compile(options)
+      extra[name] = {"compile_s": time.perf_counter() - t0, "flops": _flops(compiled_b)}
+      runners[name] = _Steps(compiled_b, state_b, {"image": bare_images}, base_rng)
+      runners[name](FLAGS.warmup)
 
   rounds = FLAGS.rounds if FLAGS.bare else 1
   wall = {k: [] for k in runners}
   cpu = {k: [] for k in runners}
   for r in range(rounds):
-    names = list(runners) if r % 2 == 0 else list(runners)[::-1]
+    names = list(runners)[r % len(runners):] + list(runners)[:r % len(runners)]
     for name in names:
       w0, c0 = time.perf_counter(), time.process_time()
       runners[name](FLAGS.steps)
@@ -236,6 +262,7 @@ def main(_):
   result = {
       "config": os.path.basename(FLAGS["config"].config_filename),
       "shape": FLAGS.shape,
+      "xla_options": FLAGS.xla_options,
       "device": f"{devices} x {jax.local_devices()[0].device_kind}",
       "dtype": config.model.dtype,
       "batch_size": batch_size,
@@ -250,19 +277,18 @@ def main(_):
       "final_bpd": float(runners["ours"].out["bpd"][0]),
   }
   if FLAGS.bare:
-    bare_s = statistics.median(wall["bare"])
-    result.update({
-        "bare_decoder": FLAGS.bare_decoder,
-        "rounds": rounds,
-        "steps_per_round": FLAGS.steps,
-        "bare_compile_s": bare["compile_s"],
-        "bare_step_ms": bare_s * 1e3,
-        "bare_step_cpu_ms": statistics.median(cpu["bare"]) * 1e3,
-        "bare_tflop_per_step": bare["flops"] / 1e12 if bare["flops"] else None,
-        "speedup_vs_bare": bare_s / step_s,
-        "ours_step_ms_rounds": [w * 1e3 for w in wall["ours"]],
-        "bare_step_ms_rounds": [w * 1e3 for w in wall["bare"]],
-    })
+    result.update({"rounds": rounds, "steps_per_round": FLAGS.steps})
+    for name, info in extra.items():
+      other_s = statistics.median(wall[name])
+      result.update({
+          f"{name}_compile_s": info["compile_s"],
+          f"{name}_step_ms": other_s * 1e3,
+          f"{name}_step_cpu_ms": statistics.median(cpu[name]) * 1e3,
+          f"{name}_tflop_per_step": info["flops"] / 1e12 if info["flops"] else None,
+          f"speedup_vs_{name}": other_s / step_s,
+      })
+    for name in runners:
+      result[f"{name}_step_ms_rounds"] = [w * 1e3 for w in wall[name]]
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   with open(FLAGS.out, "w") as f:
     json.dump(result, f, indent=2)
