@@ -9,9 +9,11 @@ fusions off made the digits config's step 1.6-1.7x faster in float32 and
 `benchmarks/train_throughput.py`; numbers in the README). The setting only
 concerns XLA:CPU; GPU and TPU compilation ignore it.
 
-`launch.py` and the benchmarks call `apply_to_environment()` before their
-first computation, so every program they compile gets it; a library user opts
-in the same way, or per program with ``.lower(...).compile(cpu_compiler_options())``.
+`launch.py` and `benchmarks/mixed_precision.py` call `apply_to_environment()`
+before their first computation, so every program they compile gets it;
+`benchmarks/train_throughput.py` passes `cpu_compiler_options()` to the
+programs it times as ours and compiles its reference stand-in without them. A
+library user opts in either way.
 A flag an unknown jaxlib does not have makes XLA abort, so the settings are
 only applied on the jaxlib versions they were measured on (`MEASURED_ON`).
 """
